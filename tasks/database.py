@@ -1,0 +1,151 @@
+"""Database selection and one SQLAlchemy engine per database per process.
+
+Every flow takes `database: str | None`, resolved the same way: a value containing `://` is a
+SQLAlchemy URL, any other value names a saved `SqlAlchemyConnector` block, and `None` falls
+back to `$BATCHFLOWS_DATABASE_URL`, then to the embedded SQLite file `data/batchflows.db`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from prefect_sqlalchemy import ConnectionComponents, SqlAlchemyConnector
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from tasks.errors import InputError
+
+ENV_VAR = "BATCHFLOWS_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///data/batchflows.db"
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
+
+Backend = Literal["postgresql", "sqlite"]
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def resolve_database_url(database: str | None) -> URL:
+    """Turn the `database` parameter into a SQLAlchemy URL with a supported driver."""
+    if database is None or not database.strip():
+        raw = os.environ.get(ENV_VAR) or DEFAULT_DATABASE_URL
+        return _normalize(_parse_url(raw, source=f"${ENV_VAR}"))
+    if "://" in database:
+        return _normalize(_parse_url(database, source="parameter 'database'"))
+    return _normalize(_url_from_block(database))
+
+
+def _parse_url(raw: str, *, source: str) -> URL:
+    try:
+        return make_url(raw)
+    except ArgumentError as exc:
+        raise InputError(f"{source}: {raw!r} is not a SQLAlchemy URL ({exc})") from exc
+
+
+def _url_from_block(name: str) -> URL:
+    try:
+        block = SqlAlchemyConnector.load(name)
+    except ValueError as exc:
+        raise InputError(
+            f"parameter 'database': no SqlAlchemyConnector block named {name!r} "
+            "(give a SQLAlchemy URL such as postgresql://user@host/db, or save the block first)"
+        ) from exc
+    info = block.connection_info
+    if isinstance(info, ConnectionComponents):
+        url: URL = info.create_url()
+        return url
+    return make_url(str(info))
+
+
+def _normalize(url: URL) -> URL:
+    """Pin the driver batchflows is built on: psycopg 3 for PostgreSQL, pysqlite for SQLite."""
+    backend = url.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        return url.set(drivername="sqlite")
+    raise InputError(
+        f"parameter 'database': {backend!r} is not supported; use a postgresql:// or sqlite:// URL"
+    )
+
+
+def backend_of(engine: Engine) -> Backend:
+    """The database family an engine talks to."""
+    name = engine.dialect.name
+    if name == "postgresql":
+        return "postgresql"
+    if name == "sqlite":
+        return "sqlite"
+    raise InputError(f"database dialect {name!r} is not supported")
+
+
+def get_engine(database: str | None) -> Engine:
+    """The process-wide engine for `database`, created on first use (thread safe)."""
+    url = resolve_database_url(database)
+    cache_key = url.render_as_string(hide_password=False)
+    with _engines_lock:
+        engine = _engines.get(cache_key)
+        if engine is None:
+            engine = _create_engine(url)
+            _engines[cache_key] = engine
+        return engine
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            pool_size=8,
+            max_overflow=8,
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module so BEGIN is explicit (SQLAlchemy's
+    # documented recipe); WAL lets readers work while one writer commits.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: sa.Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def raw_connection(engine: Engine) -> Iterator[Any]:
+    """A pooled DBAPI connection (psycopg or sqlite3), returned to the pool afterwards."""
+    pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    try:
+        yield driver
+    except BaseException:
+        if getattr(driver, "broken", False) or getattr(driver, "closed", False):
+            pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of this process (tests and forked workers)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
