@@ -1,0 +1,588 @@
+"""Apply one chunk in ONE transaction: its rows, its rejects and its ledger row, or nothing.
+
+Chunks are parsed and validated concurrently but applied in file order: chunk k waits (polling
+the ledger) until chunk k-1 has committed, so "first occurrence wins" (skip) and "last
+occurrence wins" (update) hold across chunks, and an import never deadlocks with itself. On
+PostgreSQL the wait happens after the chunk is already COPYed into its temporary staging
+table, so staging overlaps with the previous chunk's apply.
+
+The ledger row is claimed first (`INSERT ... ON CONFLICT DO NOTHING`): if another run of the
+same import committed this chunk, the claim finds it and the transaction rolls back, so a
+chunk is applied exactly once however often it is retried or raced.
+
+Rows the database itself refuses (a CHECK or foreign key, another unique index, a value our
+validation let through) do not fail the chunk: the apply is bisected under savepoints until
+the refused rows are isolated, and they become rejects with the database's message.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+import psycopg.errors
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from tasks.csv_parse import Reject
+from tasks.csv_plan import ChunkSpec
+from tasks.database import backend_of, raw_connection
+from tasks.errors import ConflictError, ErrorRateExceeded, InputError, TargetError
+from tasks.import_plan import ImportPlan
+from tasks.schema import Kind, qualified, quote
+
+LINE = "batchflows_line"
+PHASE = "batchflows_phase"
+STAGE = "batchflows_stage"
+WAIT_FIRST_SECONDS = 0.005
+WAIT_MAX_SECONDS = 0.25
+
+IntArray = npt.NDArray[np.int64]
+
+
+class ChunkCounts(BaseModel):
+    """What one chunk did, and the import's running totals through it."""
+
+    index: int
+    rows: int
+    inserted: int
+    updated: int
+    skipped: int
+    failed: int
+    cum_rows: int
+    cum_failed: int
+    already_committed: bool = False
+
+
+@dataclass
+class StagedChunk:
+    """A parsed, validated, de-duplicated chunk, ready to write.
+
+    `values` holds the typed rows to stage with their line and phase (1: first occurrence of a
+    key, 2: last occurrence of a repeated key in update mode).
+    """
+
+    chunk: ChunkSpec
+    rows: int
+    values: pa.Table
+    rejects: list[Reject]
+    repeats_skipped: int
+    repeats_updated: int
+    raw_of_line: Callable[[int], str]
+
+
+class RowRefused(Exception):
+    """The database refused some row of a batch; bisection finds which."""
+
+
+class _AlreadyCommitted(Exception):
+    """The ledger already holds this chunk: roll back and report the committed counts."""
+
+
+class ImportStopped(InputError):
+    """The import was marked failed while this chunk waited for its predecessor."""
+
+
+def write_chunk(engine: Engine, plan: ImportPlan, staged: StagedChunk) -> ChunkCounts:
+    """Apply `staged` to the target in one transaction (see module docstring)."""
+    writer: ChunkWriter
+    if backend_of(engine) == "postgresql":
+        writer = PostgresWriter(engine, plan)
+    else:
+        writer = SqliteWriter(engine, plan)
+    return writer.write(staged)
+
+
+class ChunkWriter(ABC):
+    """The apply algorithm; subclasses supply each database's statements."""
+
+    placeholder = "%s"
+
+    def __init__(self, engine: Engine, plan: ImportPlan) -> None:
+        self.engine = engine
+        self.plan = plan
+        dialect = engine.dialect
+        self.target = qualified(dialect, plan.table)
+        self.columns = [quote(dialect, c) for c in plan.columns]
+        self.key = [quote(dialect, c) for c in plan.options.key]
+        key_set = set(plan.options.key)
+        self.non_key = [quote(dialect, c) for c in plan.columns if c not in key_set]
+        self.kinds = {quote(dialect, c.name): (c.kind, c.sql_type) for c in plan.table.columns}
+
+    def write(self, staged: StagedChunk) -> ChunkCounts:
+        with raw_connection(self.engine) as conn, self.translate_errors(staged.chunk):
+            try:
+                return self.transaction(conn, staged)
+            except _AlreadyCommitted:
+                return self.committed_counts(conn, staged.chunk.index)
+
+    @abstractmethod
+    def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
+        """Run `apply_in_transaction` inside the backend's transaction."""
+
+    def apply_in_transaction(
+        self, cur: Any, staged: StagedChunk, previous: tuple[int, int]
+    ) -> ChunkCounts:
+        chunk = staged.chunk
+        if not self.claim(cur, chunk):
+            raise _AlreadyCommitted
+        refused: list[Reject] = []
+        phase1 = self.lines(staged, 1)
+        inserted, updated = self.apply_lines(cur, staged, 1, phase1, refused)
+        repeats_updated, repeats_skipped = staged.repeats_updated, staged.repeats_skipped
+        phase2 = self.lines(staged, 2)
+        if len(phase2):
+            refused_before = len(refused)
+            self.apply_lines(cur, staged, 2, phase2, refused)
+            # A refused last occurrence was counted updated or skipped among the repeats.
+            for _ in range(len(refused) - refused_before):
+                if repeats_updated:
+                    repeats_updated -= 1
+                else:
+                    repeats_skipped -= 1
+        first_lines = set(phase1.tolist())
+        refused_first = sum(1 for r in refused if r.line in first_lines)
+        failed = len(staged.rejects) + len(refused)
+        counts = ChunkCounts(
+            index=chunk.index,
+            rows=staged.rows,
+            inserted=inserted,
+            updated=updated + repeats_updated,
+            skipped=len(phase1) - refused_first - inserted - updated + repeats_skipped,
+            failed=failed,
+            cum_rows=previous[0] + staged.rows,
+            cum_failed=previous[1] + failed,
+        )
+        self.check_error_rate(counts)
+        self.insert_rejects(cur, chunk.index, [*staged.rejects, *refused])
+        self.execute(
+            cur,
+            "UPDATE batchflows_chunks SET rows = {p}, inserted = {p}, updated = {p}, "
+            "skipped = {p}, failed = {p}, cum_rows = {p}, cum_failed = {p} "
+            "WHERE import_id = {p} AND chunk_index = {p}",
+            (
+                counts.rows,
+                counts.inserted,
+                counts.updated,
+                counts.skipped,
+                counts.failed,
+                counts.cum_rows,
+                counts.cum_failed,
+                self.plan.import_id,
+                chunk.index,
+            ),
+        )
+        return counts
+
+    @staticmethod
+    def lines(staged: StagedChunk, phase: int) -> IntArray:
+        mask = pc.equal(staged.values.column(PHASE), phase)
+        return np.asarray(staged.values.column(LINE).filter(mask).to_numpy(), dtype=np.int64)
+
+    def apply_lines(
+        self, cur: Any, staged: StagedChunk, phase: int, lines: IntArray, refused: list[Reject]
+    ) -> tuple[int, int]:
+        """Apply the staged rows of `phase` whose lines are `lines`; bisect refusals."""
+        if len(lines) == 0:
+            return 0, 0
+        try:
+            with self.savepoint(cur):
+                return self.apply(cur, phase, int(lines[0]), int(lines[-1]), len(lines))
+        except RowRefused as exc:
+            if len(lines) == 1:
+                line = int(lines[0])
+                reason = str(exc.__cause__ or exc).strip().splitlines()[0]
+                refused.append(
+                    Reject(line=line, raw=staged.raw_of_line(line), errors={"_database": reason})
+                )
+                return 0, 0
+            middle = len(lines) // 2
+            first = self.apply_lines(cur, staged, phase, lines[:middle], refused)
+            second = self.apply_lines(cur, staged, phase, lines[middle:], refused)
+            return first[0] + second[0], first[1] + second[1]
+
+    def apply(self, cur: Any, phase: int, low: int, high: int, count: int) -> tuple[int, int]:
+        """(inserted, updated) for staged rows of `phase` with lines in [low, high]."""
+        mode = self.plan.options.on_conflict
+        select = (
+            f"SELECT {', '.join(self.columns)} FROM {self.stage_name} "
+            f"WHERE {PHASE} = {{p}} AND {LINE} BETWEEN {{p}} AND {{p}} ORDER BY {LINE}"
+        )
+        insert = f"INSERT INTO {self.target} ({', '.join(self.columns)}) {select}"
+        params = (phase, low, high)
+        if mode == "error":
+            try:
+                with self.savepoint(cur):
+                    return self.rowcount(cur, insert, params), 0
+            except RowRefused:
+                self.raise_if_key_exists(cur)
+                raise
+        if mode == "skip" or not self.non_key:
+            return self.rowcount(
+                cur, f"{insert} ON CONFLICT ({', '.join(self.key)}) DO NOTHING", params
+            ), 0
+        return self.upsert(cur, insert, params, count)
+
+    def raise_if_key_exists(self, cur: Any) -> None:
+        """In error mode: name the first staged line whose key the table already holds."""
+        join = " AND ".join(f"s.{k} = t.{k}" for k in self.key)
+        row = self.fetchone(
+            cur,
+            f"SELECT s.{LINE}, {', '.join(f's.{k}' for k in self.key)} FROM {self.stage_name} s "
+            f"JOIN {self.target} t ON {join} ORDER BY s.{LINE} LIMIT 1",
+            (),
+        )
+        if row is None:
+            return
+        key = ", ".join(
+            f"{name}={value!r}" for name, value in zip(self.plan.options.key, row[1:], strict=True)
+        )
+        raise ConflictError(
+            f"{self.plan.source} line {row[0]}: key ({key}) already exists in table "
+            f"{self.plan.table.display_name}; on_conflict='error' stops the import here "
+            "(chunks before this one stay committed). Use on_conflict='skip' or 'update' to "
+            "accept existing keys"
+        )
+
+    def check_error_rate(self, counts: ChunkCounts) -> None:
+        limit = self.plan.max_error_rate
+        if limit >= 1.0 or counts.cum_rows == 0:
+            return
+        rate = counts.cum_failed / counts.cum_rows
+        if rate > limit:
+            committed = counts.cum_rows - counts.rows
+            raise ErrorRateExceeded(
+                f"{self.plan.source}: {counts.cum_failed} of {counts.cum_rows} rows rejected "
+                f"({rate:.1%}), over max_error_rate {limit:.1%}; stopped before committing "
+                f"chunk {counts.index} ({committed} rows in earlier chunks stay committed). "
+                f"The rejects are in batchflows_rejects for import {self.plan.import_id!r}"
+            )
+
+    def wait_for_previous(self, cur: Any, index: int) -> tuple[int, int]:
+        """Running totals (rows, failed) through chunk `index - 1`, once it has committed."""
+        if index == 0:
+            return 0, 0
+        delay = WAIT_FIRST_SECONDS
+        while True:
+            row = self.fetchone(
+                cur,
+                "SELECT i.status, c.cum_rows, c.cum_failed FROM batchflows_imports i "
+                "LEFT JOIN batchflows_chunks c ON c.import_id = i.import_id "
+                "AND c.chunk_index = {p} WHERE i.import_id = {p}",
+                (index - 1, self.plan.import_id),
+            )
+            if row is None or row[0] != "running":
+                status = "missing" if row is None else row[0]
+                raise ImportStopped(
+                    f"import {self.plan.import_id!r} is {status}: chunk {index} stops waiting "
+                    f"for chunk {index - 1}"
+                )
+            if row[1] is not None:
+                return int(row[1]), int(row[2])
+            self.end_read(cur)
+            time.sleep(delay)
+            delay = min(delay * 1.5, WAIT_MAX_SECONDS)
+
+    def claim(self, cur: Any, chunk: ChunkSpec) -> bool:
+        row = self.fetchone(
+            cur,
+            "INSERT INTO batchflows_chunks (import_id, chunk_index, start_byte, end_byte, "
+            "first_line, rows, inserted, updated, skipped, failed, cum_rows, cum_failed) "
+            "VALUES ({p}, {p}, {p}, {p}, {p}, 0, 0, 0, 0, 0, 0, 0) "
+            "ON CONFLICT DO NOTHING RETURNING 1",
+            (self.plan.import_id, chunk.index, chunk.start, chunk.end, chunk.first_line),
+        )
+        return row is not None
+
+    def committed_counts(self, conn: Any, index: int) -> ChunkCounts:
+        cur = conn.cursor()
+        row = self.fetchone(
+            cur,
+            "SELECT rows, inserted, updated, skipped, failed, cum_rows, cum_failed "
+            "FROM batchflows_chunks WHERE import_id = {p} AND chunk_index = {p}",
+            (self.plan.import_id, index),
+        )
+        self.end_read(cur)
+        assert row is not None
+        names = ("rows", "inserted", "updated", "skipped", "failed", "cum_rows", "cum_failed")
+        return ChunkCounts(
+            index=index, already_committed=True, **dict(zip(names, row, strict=True))
+        )
+
+    def execute(self, cur: Any, sql: str, params: Sequence[Any]) -> Any:
+        cur.execute(sql.format(p=self.placeholder), params)
+        return cur
+
+    def fetchone(self, cur: Any, sql: str, params: Sequence[Any]) -> Any:
+        return self.execute(cur, sql, params).fetchone()
+
+    def rowcount(self, cur: Any, sql: str, params: Sequence[Any]) -> int:
+        return int(self.execute(cur, sql, params).rowcount)
+
+    @property
+    def stage_name(self) -> str:
+        return STAGE
+
+    @abstractmethod
+    def upsert(
+        self, cur: Any, insert: str, params: tuple[int, int, int], count: int
+    ) -> tuple[int, int]:
+        """Insert-or-update the selected staged rows; (inserted, actually changed)."""
+
+    @abstractmethod
+    def savepoint(self, cur: Any) -> Any:
+        """A savepoint context that turns row-level refusals into RowRefused."""
+
+    @abstractmethod
+    def insert_rejects(self, cur: Any, index: int, rejects: list[Reject]) -> None:
+        """Store rejects for the error report, in the chunk's transaction."""
+
+    @abstractmethod
+    def end_read(self, cur: Any) -> None:
+        """Let a polling read see newer commits (SQLite keeps a snapshot otherwise)."""
+
+    @abstractmethod
+    def translate_errors(self, chunk: ChunkSpec) -> Any:
+        """Turn driver errors into TargetError, transient where a retry may succeed."""
+
+
+class PostgresWriter(ChunkWriter):
+    """COPY into a temporary staging table, then set-based INSERT ... ON CONFLICT."""
+
+    placeholder = "%s"
+
+    def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
+        # A transaction left open on a pooled connection would turn ours into a savepoint
+        # that never commits; start from a clean slate.
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        with conn.transaction():
+            cur = conn.cursor()
+            cur.execute(
+                f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {', '.join(self.columns)}, "
+                f"0::bigint AS {LINE}, 0::smallint AS {PHASE} FROM {self.target} WITH NO DATA"
+            )
+            buffer = io.BytesIO()
+            pa_csv.write_csv(staged.values, buffer, pa_csv.WriteOptions(include_header=False))
+            with cur.copy(
+                f"COPY {STAGE} ({', '.join(self.columns)}, {LINE}, {PHASE}) FROM STDIN (FORMAT csv)"
+            ) as copy:
+                copy.write(buffer.getbuffer())
+            previous = self.wait_for_previous(cur, staged.chunk.index)
+            return self.apply_in_transaction(cur, staged, previous)
+
+    def upsert(
+        self, cur: Any, insert: str, params: tuple[int, int, int], count: int
+    ) -> tuple[int, int]:
+        del count
+        assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.non_key)
+        current = ", ".join(self._comparable(f"t.{c}", c) for c in self.non_key)
+        incoming = ", ".join(self._comparable(f"EXCLUDED.{c}", c) for c in self.non_key)
+        insert = insert.replace(
+            f"INSERT INTO {self.target} ", f"INSERT INTO {self.target} AS t ", 1
+        )
+        row = self.fetchone(
+            cur,
+            f"WITH written AS ({insert} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET "
+            f"{assignments} WHERE ({current}) IS DISTINCT FROM ({incoming}) "
+            "RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+            "FROM written",
+            params,
+        )
+        return int(row[0]), int(row[1])
+
+    def _comparable(self, expression: str, column: str) -> str:
+        """Types without an equality operator (json, xml, ...) compare by their text."""
+        kind, sql_type = self.kinds[column]
+        if kind == Kind.JSON and sql_type.upper() == "JSON":
+            return f"{expression}::jsonb"
+        if kind == Kind.OTHER:
+            return f"{expression}::text"
+        return expression
+
+    @contextmanager
+    def savepoint(self, cur: Any) -> Iterator[None]:
+        try:
+            with cur.connection.transaction():
+                yield
+        except (
+            psycopg.errors.IntegrityError,
+            psycopg.errors.DataError,
+            psycopg.errors.CardinalityViolation,
+        ) as exc:
+            raise RowRefused(str(exc)) from exc
+
+    def insert_rejects(self, cur: Any, index: int, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        with cur.copy(
+            "COPY batchflows_rejects (import_id, chunk_index, line, raw, errors) FROM STDIN"
+        ) as copy:
+            for reject in rejects:
+                copy.write_row(
+                    (
+                        self.plan.import_id,
+                        index,
+                        reject.line,
+                        reject.raw.replace("\x00", "\\0"),
+                        json.dumps(reject.errors, ensure_ascii=False).replace("\\u0000", "\\\\0"),
+                    )
+                )
+
+    def end_read(self, cur: Any) -> None:
+        del cur  # READ COMMITTED: every statement already sees the latest commits
+
+    @contextmanager
+    def translate_errors(self, chunk: ChunkSpec) -> Iterator[None]:
+        try:
+            yield
+        except (
+            psycopg.errors.DeadlockDetected,
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.LockNotAvailable,
+            psycopg.OperationalError,
+        ) as exc:
+            raise TargetError(
+                f"chunk {chunk.index}: PostgreSQL: {_first_line(exc)} (transient, will retry)",
+                transient=True,
+            ) from exc
+        except psycopg.Error as exc:
+            raise TargetError(
+                f"chunk {chunk.index}: PostgreSQL refused the chunk: {_first_line(exc)}",
+                transient=False,
+            ) from exc
+
+
+class SqliteWriter(ChunkWriter):
+    """The embedded default: stage with executemany, then INSERT ... ON CONFLICT."""
+
+    placeholder = "?"
+
+    @property
+    def stage_name(self) -> str:
+        return f"temp.{STAGE}"
+
+    def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
+        cur = conn.cursor()
+        # Wait outside any transaction: SQLite allows one writer, and a read transaction
+        # would keep an old snapshot in which the previous chunk never commits.
+        previous = self.wait_for_previous(cur, staged.chunk.index)
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+            cur.execute(
+                f"CREATE TEMP TABLE {STAGE} AS SELECT {', '.join(self.columns)}, "
+                f"0 AS {LINE}, 0 AS {PHASE} FROM {self.target} WHERE 0"
+            )
+            marks = ", ".join("?" for _ in range(len(self.columns) + 2))
+            cur.executemany(
+                f"INSERT INTO temp.{STAGE} VALUES ({marks})", _python_rows(staged.values)
+            )
+            counts = self.apply_in_transaction(cur, staged, previous)
+            cur.execute(f"DROP TABLE temp.{STAGE}")
+            cur.execute("COMMIT")
+            return counts
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def upsert(
+        self, cur: Any, insert: str, params: tuple[int, int, int], count: int
+    ) -> tuple[int, int]:
+        join = " AND ".join(f"s.{k} = t.{k}" for k in self.key)
+        existing = self.fetchone(
+            cur,
+            f"SELECT count(*) FROM temp.{STAGE} s JOIN {self.target} t ON {join} "
+            f"WHERE s.{PHASE} = {{p}} AND s.{LINE} BETWEEN {{p}} AND {{p}}",
+            params,
+        )[0]
+        assignments = ", ".join(f"{c} = excluded.{c}" for c in self.non_key)
+        changed = " OR ".join(f"{self.target}.{c} IS NOT excluded.{c}" for c in self.non_key)
+        written = self.rowcount(
+            cur,
+            f"{insert} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {assignments} "
+            f"WHERE {changed}",
+            params,
+        )
+        inserted = count - int(existing)
+        return inserted, written - inserted
+
+    @contextmanager
+    def savepoint(self, cur: Any) -> Iterator[None]:
+        cur.execute("SAVEPOINT batchflows_rows")
+        try:
+            yield
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+            cur.execute("ROLLBACK TO batchflows_rows")
+            cur.execute("RELEASE batchflows_rows")
+            raise RowRefused(str(exc)) from exc
+        except BaseException:
+            cur.execute("ROLLBACK TO batchflows_rows")
+            cur.execute("RELEASE batchflows_rows")
+            raise
+        cur.execute("RELEASE batchflows_rows")
+
+    def insert_rejects(self, cur: Any, index: int, rejects: list[Reject]) -> None:
+        cur.executemany(
+            "INSERT INTO batchflows_rejects (import_id, chunk_index, line, raw, errors) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    self.plan.import_id,
+                    index,
+                    r.line,
+                    r.raw,
+                    json.dumps(r.errors, ensure_ascii=False),
+                )
+                for r in rejects
+            ],
+        )
+
+    def end_read(self, cur: Any) -> None:
+        del cur  # autocommit reads: each SELECT takes a fresh snapshot
+
+    @contextmanager
+    def translate_errors(self, chunk: ChunkSpec) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            raise TargetError(f"chunk {chunk.index}: SQLite: {exc}", transient=transient) from exc
+        except sqlite3.Error as exc:
+            raise TargetError(
+                f"chunk {chunk.index}: SQLite refused the chunk: {exc}", transient=False
+            ) from exc
+
+
+def _python_rows(values: pa.Table) -> list[tuple[Any, ...]]:
+    """Rows as sqlite3 parameters: timestamps and dates as ISO text, booleans as 0/1."""
+    columns = []
+    for column in values.columns:
+        kind = column.type
+        converted = column
+        if pa.types.is_timestamp(kind):
+            converted = pc.strftime(column, format="%Y-%m-%d %H:%M:%S")
+        elif pa.types.is_date(kind):
+            converted = pc.cast(column, pa.string())
+        elif pa.types.is_boolean(kind):
+            converted = pc.cast(column, pa.int8())
+        columns.append(converted.to_pylist())
+    return list(zip(*columns, strict=True))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
