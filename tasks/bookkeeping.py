@@ -77,6 +77,55 @@ rejects = sa.Table(
     sa.Index("batchflows_rejects_import_line", "import_id", "line"),
 )
 
+exports = sa.Table(
+    "batchflows_exports",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("format", sa.String(16), nullable=False),
+    sa.Column("compression", sa.String(16), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("created_at", _Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("expires_at", _Timestamp, nullable=False),
+    sa.Column("deleted_at", _Timestamp),
+    sa.Index("batchflows_exports_expires", "expires_at"),
+)
+
+sync_state = sa.Table(
+    "batchflows_sync_state",
+    metadata,
+    sa.Column("source", sa.String(512), primary_key=True),
+    sa.Column("cursor", sa.Text),
+    sa.Column("last_value", sa.Text),
+    sa.Column("records", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", _Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
+)
+
+dead_letters = sa.Table(
+    "batchflows_dead_letters",
+    metadata,
+    sa.Column("id", _Id, primary_key=True, autoincrement=True),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.String(128), nullable=False),
+    sa.Column("payload", _Json, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("response_excerpt", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", _Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column(
+        "last_attempt_at", _Timestamp, nullable=False, server_default=sa.func.current_timestamp()
+    ),
+    sa.Column("replayed_at", _Timestamp),
+    sa.Index("batchflows_dead_letters_pending", "replayed_at", "created_at"),
+)
+
 _ready: set[str] = set()
 _ready_lock = threading.Lock()
 
