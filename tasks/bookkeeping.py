@@ -77,6 +77,16 @@ rejects = sa.Table(
     sa.Index("batchflows_rejects_import_line", "import_id", "line"),
 )
 
+# Keys an update-mode import has already applied (128-bit hashes): chunks apply in reverse file
+# order, and an earlier occurrence of a claimed key is superseded. Deleted when the import ends.
+claims = sa.Table(
+    "batchflows_claims",
+    metadata,
+    sa.Column("import_id", sa.String(64), primary_key=True),
+    sa.Column("key_hi", sa.BigInteger, primary_key=True),
+    sa.Column("key_lo", sa.BigInteger, primary_key=True),
+)
+
 exports = sa.Table(
     "batchflows_exports",
     metadata,

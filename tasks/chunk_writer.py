@@ -1,18 +1,21 @@
 """Apply one chunk in ONE transaction: its rows, its rejects and its ledger row, or nothing.
 
-Chunks are parsed and validated concurrently but applied in file order: chunk k waits (polling
-the ledger) until chunk k-1 has committed, so "first occurrence wins" (skip) and "last
-occurrence wins" (update) hold across chunks, and an import never deadlocks with itself. On
-PostgreSQL the wait happens after the chunk is already COPYed into its temporary staging
-table, so staging overlaps with the previous chunk's apply.
+Chunks are parsed, validated and staged concurrently but applied one after another: chunk k
+waits (polling the ledger) until the chunk before it has committed. Skip and error modes go in
+file order, so the first occurrence of a key reaches the table first. Update mode goes in
+reverse file order and records the keys it applied in `batchflows_claims`; an earlier
+occurrence of a claimed key is superseded, so the last occurrence wins and the counts are the
+net change (an identical re-import updates nothing). One import never deadlocks with itself.
+On PostgreSQL the wait comes after the chunk is COPYed into its temporary staging table, so
+staging overlaps with the previous chunk's apply.
 
 The ledger row is claimed first (`INSERT ... ON CONFLICT DO NOTHING`): if another run of the
-same import committed this chunk, the claim finds it and the transaction rolls back, so a
-chunk is applied exactly once however often it is retried or raced.
+same import has committed this chunk, the claim finds it, the transaction rolls back and the
+committed counts are reported, so a chunk is applied exactly once however it is retried.
 
-Rows the database itself refuses (a CHECK or foreign key, another unique index, a value our
+Rows the database itself refuses (a CHECK or foreign key, another unique index, a value the
 validation let through) do not fail the chunk: the apply is bisected under savepoints until
-the refused rows are isolated, and they become rejects with the database's message.
+the refused rows are isolated, and they become rejects carrying the database's message.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sqlite3
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +44,12 @@ from tasks.csv_parse import Reject
 from tasks.csv_plan import ChunkSpec
 from tasks.database import backend_of, raw_connection
 from tasks.errors import ConflictError, ErrorRateExceeded, InputError, TargetError
-from tasks.import_plan import ImportPlan
+from tasks.import_plan import ImportJob
 from tasks.schema import Kind, qualified, quote
 
 LINE = "batchflows_line"
-PHASE = "batchflows_phase"
+KEY_HI = "batchflows_key_hi"
+KEY_LO = "batchflows_key_lo"
 STAGE = "batchflows_stage"
 WAIT_FIRST_SECONDS = 0.005
 WAIT_MAX_SECONDS = 0.25
@@ -71,16 +75,15 @@ class ChunkCounts(BaseModel):
 class StagedChunk:
     """A parsed, validated, de-duplicated chunk, ready to write.
 
-    `values` holds the typed rows to stage with their line and phase (1: first occurrence of a
-    key, 2: last occurrence of a repeated key in update mode).
+    `values` holds the typed rows to stage and their physical line (plus the key hash in
+    update mode); `superseded` counts in-chunk repeats already skipped.
     """
 
     chunk: ChunkSpec
     rows: int
     values: pa.Table
     rejects: list[Reject]
-    repeats_skipped: int
-    repeats_updated: int
+    superseded: int
     raw_of_line: Callable[[int], str]
 
 
@@ -93,16 +96,16 @@ class _AlreadyCommitted(Exception):
 
 
 class ImportStopped(InputError):
-    """The import was marked failed while this chunk waited for its predecessor."""
+    """The import was marked failed while this chunk waited for its turn."""
 
 
-def write_chunk(engine: Engine, plan: ImportPlan, staged: StagedChunk) -> ChunkCounts:
-    """Apply `staged` to the target in one transaction (see module docstring)."""
+def write_chunk(engine: Engine, job: ImportJob, staged: StagedChunk) -> ChunkCounts:
+    """Apply `staged` to the target in one transaction (see the module docstring)."""
     writer: ChunkWriter
     if backend_of(engine) == "postgresql":
-        writer = PostgresWriter(engine, plan)
+        writer = PostgresWriter(engine, job)
     else:
-        writer = SqliteWriter(engine, plan)
+        writer = SqliteWriter(engine, job)
     return writer.write(staged)
 
 
@@ -110,17 +113,18 @@ class ChunkWriter(ABC):
     """The apply algorithm; subclasses supply each database's statements."""
 
     placeholder = "%s"
+    stage = STAGE
 
-    def __init__(self, engine: Engine, plan: ImportPlan) -> None:
+    def __init__(self, engine: Engine, job: ImportJob) -> None:
         self.engine = engine
-        self.plan = plan
+        self.job = job
         dialect = engine.dialect
-        self.target = qualified(dialect, plan.table)
-        self.columns = [quote(dialect, c) for c in plan.columns]
-        self.key = [quote(dialect, c) for c in plan.options.key]
-        key_set = set(plan.options.key)
-        self.non_key = [quote(dialect, c) for c in plan.columns if c not in key_set]
-        self.kinds = {quote(dialect, c.name): (c.kind, c.sql_type) for c in plan.table.columns}
+        self.target = qualified(dialect, job.table)
+        self.columns = [quote(dialect, c) for c in job.columns]
+        self.key = [quote(dialect, c) for c in job.options.key]
+        key_set = set(job.options.key)
+        self.non_key = [quote(dialect, c) for c in job.columns if c not in key_set]
+        self.kinds = {quote(dialect, c.name): (c.kind, c.sql_type) for c in job.table.columns}
 
     def write(self, staged: StagedChunk) -> ChunkCounts:
         with raw_connection(self.engine) as conn, self.translate_errors(staged.chunk):
@@ -131,41 +135,36 @@ class ChunkWriter(ABC):
 
     @abstractmethod
     def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
-        """Run `apply_in_transaction` inside the backend's transaction."""
+        """Stage the rows, wait for the previous chunk and apply, in one transaction."""
 
     def apply_in_transaction(
         self, cur: Any, staged: StagedChunk, previous: tuple[int, int]
     ) -> ChunkCounts:
+        """Everything after staging: ledger claim, apply, rejects, counts; inside the txn."""
         chunk = staged.chunk
         if not self.claim(cur, chunk):
             raise _AlreadyCommitted
+        lines = np.asarray(staged.values.column(LINE).to_numpy(), dtype=np.int64)
+        if self.job.options.reverse:
+            self.drop_claimed_keys(cur)
         refused: list[Reject] = []
-        phase1 = self.lines(staged, 1)
-        inserted, updated = self.apply_lines(cur, staged, 1, phase1, refused)
-        repeats_updated, repeats_skipped = staged.repeats_updated, staged.repeats_skipped
-        phase2 = self.lines(staged, 2)
-        if len(phase2):
-            refused_before = len(refused)
-            self.apply_lines(cur, staged, 2, phase2, refused)
-            # A refused last occurrence was counted updated or skipped among the repeats.
-            for _ in range(len(refused) - refused_before):
-                if repeats_updated:
-                    repeats_updated -= 1
-                else:
-                    repeats_skipped -= 1
-        first_lines = set(phase1.tolist())
-        refused_first = sum(1 for r in refused if r.line in first_lines)
+        inserted, updated = self.apply_lines(cur, staged, lines, refused)
+        if self.job.options.reverse:
+            self.claim_keys(cur, [r.line for r in refused])
         failed = len(staged.rejects) + len(refused)
         counts = ChunkCounts(
             index=chunk.index,
             rows=staged.rows,
             inserted=inserted,
-            updated=updated + repeats_updated,
-            skipped=len(phase1) - refused_first - inserted - updated + repeats_skipped,
+            updated=updated,
+            # Staged rows not written were identical, or superseded by a later chunk.
+            skipped=len(lines) - len(refused) - inserted - updated + staged.superseded,
             failed=failed,
             cum_rows=previous[0] + staged.rows,
             cum_failed=previous[1] + failed,
         )
+        if counts.inserted + counts.updated + counts.skipped + counts.failed != counts.rows:
+            raise AssertionError(f"chunk {chunk.index}: counts do not add up: {counts}")
         self.check_error_rate(counts)
         self.insert_rejects(cur, chunk.index, [*staged.rejects, *refused])
         self.execute(
@@ -181,48 +180,43 @@ class ChunkWriter(ABC):
                 counts.failed,
                 counts.cum_rows,
                 counts.cum_failed,
-                self.plan.import_id,
+                self.job.import_id,
                 chunk.index,
             ),
         )
         return counts
 
-    @staticmethod
-    def lines(staged: StagedChunk, phase: int) -> IntArray:
-        mask = pc.equal(staged.values.column(PHASE), phase)
-        return np.asarray(staged.values.column(LINE).filter(mask).to_numpy(), dtype=np.int64)
-
     def apply_lines(
-        self, cur: Any, staged: StagedChunk, phase: int, lines: IntArray, refused: list[Reject]
+        self, cur: Any, staged: StagedChunk, lines: IntArray, refused: list[Reject]
     ) -> tuple[int, int]:
-        """Apply the staged rows of `phase` whose lines are `lines`; bisect refusals."""
+        """(inserted, updated) for the staged rows at `lines`, bisecting refusals."""
         if len(lines) == 0:
             return 0, 0
         try:
             with self.savepoint(cur):
-                return self.apply(cur, phase, int(lines[0]), int(lines[-1]), len(lines))
+                return self.apply(cur, int(lines[0]), int(lines[-1]))
         except RowRefused as exc:
             if len(lines) == 1:
                 line = int(lines[0])
-                reason = str(exc.__cause__ or exc).strip().splitlines()[0]
+                reason = _first_line(exc.__cause__ or exc)
                 refused.append(
                     Reject(line=line, raw=staged.raw_of_line(line), errors={"_database": reason})
                 )
                 return 0, 0
             middle = len(lines) // 2
-            first = self.apply_lines(cur, staged, phase, lines[:middle], refused)
-            second = self.apply_lines(cur, staged, phase, lines[middle:], refused)
+            first = self.apply_lines(cur, staged, lines[:middle], refused)
+            second = self.apply_lines(cur, staged, lines[middle:], refused)
             return first[0] + second[0], first[1] + second[1]
 
-    def apply(self, cur: Any, phase: int, low: int, high: int, count: int) -> tuple[int, int]:
-        """(inserted, updated) for staged rows of `phase` with lines in [low, high]."""
-        mode = self.plan.options.on_conflict
+    def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:
+        """(inserted, updated) for the staged rows with lines in [low, high]."""
         select = (
-            f"SELECT {', '.join(self.columns)} FROM {self.stage_name} "
-            f"WHERE {PHASE} = {{p}} AND {LINE} BETWEEN {{p}} AND {{p}} ORDER BY {LINE}"
+            f"SELECT {', '.join(self.columns)} FROM {self.stage} "
+            f"WHERE {LINE} BETWEEN {{p}} AND {{p}} ORDER BY {LINE}"
         )
         insert = f"INSERT INTO {self.target} ({', '.join(self.columns)}) {select}"
-        params = (phase, low, high)
+        params = (low, high)
+        mode = self.job.options.on_conflict
         if mode == "error":
             try:
                 with self.savepoint(cur):
@@ -231,49 +225,70 @@ class ChunkWriter(ABC):
                 self.raise_if_key_exists(cur)
                 raise
         if mode == "skip" or not self.non_key:
-            return self.rowcount(
-                cur, f"{insert} ON CONFLICT ({', '.join(self.key)}) DO NOTHING", params
-            ), 0
-        return self.upsert(cur, insert, params, count)
+            do_nothing = f"{insert} ON CONFLICT ({', '.join(self.key)}) DO NOTHING"
+            return self.rowcount(cur, do_nothing, params), 0
+        return self.upsert(cur, insert, params)
 
     def raise_if_key_exists(self, cur: Any) -> None:
         """In error mode: name the first staged line whose key the table already holds."""
         join = " AND ".join(f"s.{k} = t.{k}" for k in self.key)
         row = self.fetchone(
             cur,
-            f"SELECT s.{LINE}, {', '.join(f's.{k}' for k in self.key)} FROM {self.stage_name} s "
+            f"SELECT s.{LINE}, {', '.join(f's.{k}' for k in self.key)} FROM {self.stage} s "
             f"JOIN {self.target} t ON {join} ORDER BY s.{LINE} LIMIT 1",
             (),
         )
         if row is None:
             return
         key = ", ".join(
-            f"{name}={value!r}" for name, value in zip(self.plan.options.key, row[1:], strict=True)
+            f"{name}={value!r}" for name, value in zip(self.job.options.key, row[1:], strict=True)
         )
         raise ConflictError(
-            f"{self.plan.source} line {row[0]}: key ({key}) already exists in table "
-            f"{self.plan.table.display_name}; on_conflict='error' stops the import here "
+            f"{self.job.source} line {row[0]}: key ({key}) already exists in table "
+            f"{self.job.table.display_name}; on_conflict='error' stops the import here "
             "(chunks before this one stay committed). Use on_conflict='skip' or 'update' to "
             "accept existing keys"
         )
 
+    def drop_claimed_keys(self, cur: Any) -> None:
+        """Unstage rows whose key a later chunk of this import applied (they count skipped)."""
+        self.execute(
+            cur,
+            f"DELETE FROM {self.stage} WHERE EXISTS (SELECT 1 FROM batchflows_claims c "
+            f"WHERE c.import_id = {{p}} AND c.key_hi = {self.stage}.{KEY_HI} "
+            f"AND c.key_lo = {self.stage}.{KEY_LO})",
+            (self.job.import_id,),
+        )
+
+    def claim_keys(self, cur: Any, refused_lines: list[int]) -> None:
+        """Record the keys this chunk applied (not those the database refused)."""
+        for line in refused_lines:
+            self.execute(cur, f"DELETE FROM {self.stage} WHERE {LINE} = {{p}}", (line,))
+        self.execute(
+            cur,
+            f"INSERT INTO batchflows_claims (import_id, key_hi, key_lo) "
+            f"SELECT {{p}}, {KEY_HI}, {KEY_LO} FROM {self.stage}",
+            (self.job.import_id,),
+        )
+
     def check_error_rate(self, counts: ChunkCounts) -> None:
-        limit = self.plan.max_error_rate
+        limit = self.job.max_error_rate
         if limit >= 1.0 or counts.cum_rows == 0:
             return
         rate = counts.cum_failed / counts.cum_rows
         if rate > limit:
             committed = counts.cum_rows - counts.rows
             raise ErrorRateExceeded(
-                f"{self.plan.source}: {counts.cum_failed} of {counts.cum_rows} rows rejected "
+                f"{self.job.source}: {counts.cum_failed} of {counts.cum_rows} rows rejected "
                 f"({rate:.1%}), over max_error_rate {limit:.1%}; stopped before committing "
                 f"chunk {counts.index} ({committed} rows in earlier chunks stay committed). "
-                f"The rejects are in batchflows_rejects for import {self.plan.import_id!r}"
+                f"The rejects are in batchflows_rejects for import {self.job.import_id!r}"
             )
 
     def wait_for_previous(self, cur: Any, index: int) -> tuple[int, int]:
-        """Running totals (rows, failed) through chunk `index - 1`, once it has committed."""
-        if index == 0:
+        """Running totals (rows, failed) through the chunk applied before `index`."""
+        previous = self.job.previous(index)
+        if previous is None:
             return 0, 0
         delay = WAIT_FIRST_SECONDS
         while True:
@@ -282,42 +297,39 @@ class ChunkWriter(ABC):
                 "SELECT i.status, c.cum_rows, c.cum_failed FROM batchflows_imports i "
                 "LEFT JOIN batchflows_chunks c ON c.import_id = i.import_id "
                 "AND c.chunk_index = {p} WHERE i.import_id = {p}",
-                (index - 1, self.plan.import_id),
+                (previous, self.job.import_id),
             )
             if row is None or row[0] != "running":
                 status = "missing" if row is None else row[0]
                 raise ImportStopped(
-                    f"import {self.plan.import_id!r} is {status}: chunk {index} stops waiting "
-                    f"for chunk {index - 1}"
+                    f"import {self.job.import_id!r} is {status}: chunk {index} stops waiting "
+                    f"for chunk {previous}"
                 )
             if row[1] is not None:
                 return int(row[1]), int(row[2])
-            self.end_read(cur)
             time.sleep(delay)
             delay = min(delay * 1.5, WAIT_MAX_SECONDS)
 
     def claim(self, cur: Any, chunk: ChunkSpec) -> bool:
+        """Insert the chunk's ledger row; False if a committed run already holds it."""
         row = self.fetchone(
             cur,
             "INSERT INTO batchflows_chunks (import_id, chunk_index, start_byte, end_byte, "
             "first_line, rows, inserted, updated, skipped, failed, cum_rows, cum_failed) "
             "VALUES ({p}, {p}, {p}, {p}, {p}, 0, 0, 0, 0, 0, 0, 0) "
             "ON CONFLICT DO NOTHING RETURNING 1",
-            (self.plan.import_id, chunk.index, chunk.start, chunk.end, chunk.first_line),
+            (self.job.import_id, chunk.index, chunk.start, chunk.end, chunk.first_line),
         )
         return row is not None
 
     def committed_counts(self, conn: Any, index: int) -> ChunkCounts:
-        cur = conn.cursor()
-        row = self.fetchone(
-            cur,
-            "SELECT rows, inserted, updated, skipped, failed, cum_rows, cum_failed "
-            "FROM batchflows_chunks WHERE import_id = {p} AND chunk_index = {p}",
-            (self.plan.import_id, index),
-        )
-        self.end_read(cur)
-        assert row is not None
         names = ("rows", "inserted", "updated", "skipped", "failed", "cum_rows", "cum_failed")
+        row = self.fetchone(
+            conn.cursor(),
+            f"SELECT {', '.join(names)} FROM batchflows_chunks "
+            "WHERE import_id = {p} AND chunk_index = {p}",
+            (self.job.import_id, index),
+        )
         return ChunkCounts(
             index=index, already_committed=True, **dict(zip(names, row, strict=True))
         )
@@ -332,71 +344,55 @@ class ChunkWriter(ABC):
     def rowcount(self, cur: Any, sql: str, params: Sequence[Any]) -> int:
         return int(self.execute(cur, sql, params).rowcount)
 
-    @property
-    def stage_name(self) -> str:
-        return STAGE
+    @abstractmethod
+    def upsert(self, cur: Any, insert: str, params: tuple[int, int]) -> tuple[int, int]:
+        """Insert new keys, update rows that differ; (inserted, updated)."""
 
     @abstractmethod
-    def upsert(
-        self, cur: Any, insert: str, params: tuple[int, int, int], count: int
-    ) -> tuple[int, int]:
-        """Insert-or-update the selected staged rows; (inserted, actually changed)."""
-
-    @abstractmethod
-    def savepoint(self, cur: Any) -> Any:
-        """A savepoint context that turns row-level refusals into RowRefused."""
+    def savepoint(self, cur: Any) -> AbstractContextManager[None]:
+        """A savepoint that turns row-level refusals into RowRefused."""
 
     @abstractmethod
     def insert_rejects(self, cur: Any, index: int, rejects: list[Reject]) -> None:
         """Store rejects for the error report, in the chunk's transaction."""
 
     @abstractmethod
-    def end_read(self, cur: Any) -> None:
-        """Let a polling read see newer commits (SQLite keeps a snapshot otherwise)."""
-
-    @abstractmethod
-    def translate_errors(self, chunk: ChunkSpec) -> Any:
+    def translate_errors(self, chunk: ChunkSpec) -> AbstractContextManager[None]:
         """Turn driver errors into TargetError, transient where a retry may succeed."""
 
 
 class PostgresWriter(ChunkWriter):
     """COPY into a temporary staging table, then set-based INSERT ... ON CONFLICT."""
 
-    placeholder = "%s"
-
     def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
-        # A transaction left open on a pooled connection would turn ours into a savepoint
-        # that never commits; start from a clean slate.
+        # A transaction left open on a pooled connection would make ours a savepoint that
+        # never commits; start from a clean slate.
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
+        extra = _extra_columns(staged.values)
         with conn.transaction():
             cur = conn.cursor()
             cur.execute(
                 f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {', '.join(self.columns)}, "
-                f"0::bigint AS {LINE}, 0::smallint AS {PHASE} FROM {self.target} WITH NO DATA"
+                + ", ".join(f"0::bigint AS {name}" for name in extra)
+                + f" FROM {self.target} WITH NO DATA"
             )
             buffer = io.BytesIO()
             pa_csv.write_csv(staged.values, buffer, pa_csv.WriteOptions(include_header=False))
-            with cur.copy(
-                f"COPY {STAGE} ({', '.join(self.columns)}, {LINE}, {PHASE}) FROM STDIN (FORMAT csv)"
-            ) as copy:
+            names = ", ".join([*self.columns, *extra])
+            with cur.copy(f"COPY {STAGE} ({names}) FROM STDIN (FORMAT csv)") as copy:
                 copy.write(buffer.getbuffer())
             previous = self.wait_for_previous(cur, staged.chunk.index)
             return self.apply_in_transaction(cur, staged, previous)
 
-    def upsert(
-        self, cur: Any, insert: str, params: tuple[int, int, int], count: int
-    ) -> tuple[int, int]:
-        del count
+    def upsert(self, cur: Any, insert: str, params: tuple[int, int]) -> tuple[int, int]:
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.non_key)
         current = ", ".join(self._comparable(f"t.{c}", c) for c in self.non_key)
         incoming = ", ".join(self._comparable(f"EXCLUDED.{c}", c) for c in self.non_key)
-        insert = insert.replace(
-            f"INSERT INTO {self.target} ", f"INSERT INTO {self.target} AS t ", 1
-        )
+        aliased = insert.replace(f"INSERT INTO {self.target} ", f"INSERT INTO {self.target} AS t ")
         row = self.fetchone(
             cur,
-            f"WITH written AS ({insert} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET "
+            f"WITH written AS ({aliased} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET "
             f"{assignments} WHERE ({current}) IS DISTINCT FROM ({incoming}) "
             "RETURNING (xmax = 0) AS inserted) "
             "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
@@ -433,18 +429,17 @@ class PostgresWriter(ChunkWriter):
             "COPY batchflows_rejects (import_id, chunk_index, line, raw, errors) FROM STDIN"
         ) as copy:
             for reject in rejects:
+                # PostgreSQL text cannot hold NUL; show it as \0 in the report.
+                errors = json.dumps(reject.errors, ensure_ascii=False)
                 copy.write_row(
                     (
-                        self.plan.import_id,
+                        self.job.import_id,
                         index,
                         reject.line,
                         reject.raw.replace("\x00", "\\0"),
-                        json.dumps(reject.errors, ensure_ascii=False).replace("\\u0000", "\\\\0"),
+                        errors.replace("\\u0000", "\\\\0"),
                     )
                 )
-
-    def end_read(self, cur: Any) -> None:
-        del cur  # READ COMMITTED: every statement already sees the latest commits
 
     @contextmanager
     def translate_errors(self, chunk: ChunkSpec) -> Iterator[None]:
@@ -471,45 +466,40 @@ class SqliteWriter(ChunkWriter):
     """The embedded default: stage with executemany, then INSERT ... ON CONFLICT."""
 
     placeholder = "?"
-
-    @property
-    def stage_name(self) -> str:
-        return f"temp.{STAGE}"
+    stage = f"temp.{STAGE}"
 
     def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
         cur = conn.cursor()
-        # Wait outside any transaction: SQLite allows one writer, and a read transaction
-        # would keep an old snapshot in which the previous chunk never commits.
+        # Wait outside any transaction: SQLite has one writer at a time, and an open read
+        # transaction would keep a snapshot in which the previous chunk never commits.
         previous = self.wait_for_previous(cur, staged.chunk.index)
+        extra = _extra_columns(staged.values)
         cur.execute("BEGIN IMMEDIATE")
         try:
-            cur.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")
+            cur.execute(f"DROP TABLE IF EXISTS {self.stage}")
             cur.execute(
                 f"CREATE TEMP TABLE {STAGE} AS SELECT {', '.join(self.columns)}, "
-                f"0 AS {LINE}, 0 AS {PHASE} FROM {self.target} WHERE 0"
+                + ", ".join(f"0 AS {name}" for name in extra)
+                + f" FROM {self.target} WHERE 0"
             )
-            marks = ", ".join("?" for _ in range(len(self.columns) + 2))
-            cur.executemany(
-                f"INSERT INTO temp.{STAGE} VALUES ({marks})", _python_rows(staged.values)
-            )
+            marks = ", ".join("?" for _ in staged.values.column_names)
+            cur.executemany(f"INSERT INTO {self.stage} VALUES ({marks})", _rows(staged.values))
             counts = self.apply_in_transaction(cur, staged, previous)
-            cur.execute(f"DROP TABLE temp.{STAGE}")
+            cur.execute(f"DROP TABLE {self.stage}")
             cur.execute("COMMIT")
             return counts
         except BaseException:
             cur.execute("ROLLBACK")
             raise
 
-    def upsert(
-        self, cur: Any, insert: str, params: tuple[int, int, int], count: int
-    ) -> tuple[int, int]:
+    def upsert(self, cur: Any, insert: str, params: tuple[int, int]) -> tuple[int, int]:
         join = " AND ".join(f"s.{k} = t.{k}" for k in self.key)
-        existing = self.fetchone(
+        staged, existing = self.fetchone(
             cur,
-            f"SELECT count(*) FROM temp.{STAGE} s JOIN {self.target} t ON {join} "
-            f"WHERE s.{PHASE} = {{p}} AND s.{LINE} BETWEEN {{p}} AND {{p}}",
+            f"SELECT count(*), count(t.{self.key[0]}) FROM {self.stage} s "
+            f"LEFT JOIN {self.target} t ON {join} WHERE s.{LINE} BETWEEN {{p}} AND {{p}}",
             params,
-        )[0]
+        )
         assignments = ", ".join(f"{c} = excluded.{c}" for c in self.non_key)
         changed = " OR ".join(f"{self.target}.{c} IS NOT excluded.{c}" for c in self.non_key)
         written = self.rowcount(
@@ -518,7 +508,7 @@ class SqliteWriter(ChunkWriter):
             f"WHERE {changed}",
             params,
         )
-        inserted = count - int(existing)
+        inserted = int(staged) - int(existing)
         return inserted, written - inserted
 
     @contextmanager
@@ -526,13 +516,11 @@ class SqliteWriter(ChunkWriter):
         cur.execute("SAVEPOINT batchflows_rows")
         try:
             yield
-        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+        except BaseException as exc:
             cur.execute("ROLLBACK TO batchflows_rows")
             cur.execute("RELEASE batchflows_rows")
-            raise RowRefused(str(exc)) from exc
-        except BaseException:
-            cur.execute("ROLLBACK TO batchflows_rows")
-            cur.execute("RELEASE batchflows_rows")
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+                raise RowRefused(str(exc)) from exc
             raise
         cur.execute("RELEASE batchflows_rows")
 
@@ -542,7 +530,7 @@ class SqliteWriter(ChunkWriter):
             "VALUES (?, ?, ?, ?, ?)",
             [
                 (
-                    self.plan.import_id,
+                    self.job.import_id,
                     index,
                     r.line,
                     r.raw,
@@ -551,9 +539,6 @@ class SqliteWriter(ChunkWriter):
                 for r in rejects
             ],
         )
-
-    def end_read(self, cur: Any) -> None:
-        del cur  # autocommit reads: each SELECT takes a fresh snapshot
 
     @contextmanager
     def translate_errors(self, chunk: ChunkSpec) -> Iterator[None]:
@@ -568,7 +553,12 @@ class SqliteWriter(ChunkWriter):
             ) from exc
 
 
-def _python_rows(values: pa.Table) -> list[tuple[Any, ...]]:
+def _extra_columns(values: pa.Table) -> list[str]:
+    """The bookkeeping columns staged after the table's own (line, key hash)."""
+    return [name for name in values.column_names if name in (LINE, KEY_HI, KEY_LO)]
+
+
+def _rows(values: pa.Table) -> list[tuple[Any, ...]]:
     """Rows as sqlite3 parameters: timestamps and dates as ISO text, booleans as 0/1."""
     columns = []
     for column in values.columns:

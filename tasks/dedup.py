@@ -1,15 +1,14 @@
-"""Resolve repeated keys inside one chunk so the import behaves as if rows were applied in order.
+"""Resolve repeated keys inside one chunk, and hash keys for resolving them across chunks.
 
-The contract is sequential: applying the file's valid rows one by one, in file order, gives the
-final table and the counts. Within a chunk that means:
+Counts describe the import's net effect on the table:
 
-- `skip`: the first occurrence of a key is staged; later ones are counted skipped.
-- `update`: the first occurrence is staged and compared with the table by the database; each
-  later occurrence counts updated if it differs from the occurrence before it, else skipped;
-  the last occurrence is staged again (phase 2) so it is what the table ends up holding.
+- `skip`: the first valid occurrence of a key is the one offered to the table; later ones are
+  skipped. Chunks apply in file order, so an earlier chunk's occurrence is in the table before
+  a later chunk looks.
+- `update`: the last valid occurrence wins; earlier ones are skipped (superseded). Chunks apply
+  in reverse file order and claim their keys (tasks/chunk_writer.py), so an earlier occurrence
+  never overwrites a later one, and an identical re-import reports 0 updated.
 - `error`: a repeated key stops the import, naming both lines.
-
-Across chunks, order comes from applying chunks in file order (see tasks/chunk_writer.py).
 """
 
 from __future__ import annotations
@@ -23,72 +22,41 @@ import pyarrow as pa
 
 IntArray = npt.NDArray[np.int64]
 
+# Two independent 64-bit hashes make a 128-bit key fingerprint: collisions are out of reach
+# (about 1e-25 for ten million keys), so claims can store fixed-size numbers for any key type.
+_HASH_KEYS = ("batchflows-key-1", "batchflows-key-2")
+
 
 @dataclass(frozen=True)
 class Dedup:
-    """Rows to stage (positions into the valid rows) and what the repeats already count."""
+    """Rows to stage (positions into the valid rows, in file order) and repeats skipped."""
 
-    first: IntArray
-    last: IntArray
-    skipped: int
-    updated: int
+    keep: IntArray
+    superseded: int
     repeated: tuple[int, int] | None = None
 
 
 def dedup(values: pa.Table, key: list[str], mode: str) -> Dedup:
-    """Plan the staging of `values` (valid rows in file order) for conflict mode `mode`."""
-    rows = values.num_rows
+    """Keep one row per key of `values` (valid rows in file order) for conflict mode `mode`."""
     frame = values.select(key).to_pandas()
-    repeats = frame.duplicated(keep="first").to_numpy()
-    if not repeats.any():
-        everything = np.arange(rows, dtype=np.int64)
-        return Dedup(first=everything, last=np.zeros(0, dtype=np.int64), skipped=0, updated=0)
-    first = np.flatnonzero(~repeats).astype(np.int64)
-    if mode == "error":
-        position = int(np.flatnonzero(repeats)[0])
-        match = frame.iloc[:position].eq(frame.iloc[position]).all(axis=1).to_numpy()
+    keep_last = mode == "update"
+    repeats = frame.duplicated(keep="last" if keep_last else "first").to_numpy()
+    if mode == "error" and repeats.any():
+        again = int(np.flatnonzero(repeats)[0])
+        same = frame.iloc[:again].eq(frame.iloc[again]).all(axis=1).to_numpy()
         return Dedup(
-            first=first,
-            last=np.zeros(0, dtype=np.int64),
-            skipped=0,
-            updated=0,
-            repeated=(int(np.flatnonzero(match)[0]), position),
+            keep=np.flatnonzero(~repeats).astype(np.int64),
+            superseded=0,
+            repeated=(int(np.flatnonzero(same)[0]), again),
         )
-    if mode == "skip":
-        return Dedup(
-            first=first, last=np.zeros(0, dtype=np.int64), skipped=int(repeats.sum()), updated=0
-        )
-    return _update_repeats(values, frame, first)
+    return Dedup(keep=np.flatnonzero(~repeats).astype(np.int64), superseded=int(repeats.sum()))
 
 
-def _update_repeats(values: pa.Table, frame: pd.DataFrame, first: IntArray) -> Dedup:
-    """Sequential counts for repeated keys in update mode, comparing each to its predecessor."""
-    in_group = frame.duplicated(keep=False).to_numpy()
-    members = np.flatnonzero(in_group)
-    group_of = frame.iloc[members].groupby(list(frame.columns), sort=False).ngroup().to_numpy()
-    rows = values.take(pa.array(members)).to_pylist()
-    previous: dict[int, dict[str, object]] = {}
-    first_of: dict[int, dict[str, object]] = {}
-    last_position: dict[int, int] = {}
-    updated = skipped = 0
-    for position, group, row in zip(members.tolist(), group_of.tolist(), rows, strict=True):
-        if group in previous:
-            if _differs(row, previous[group]):
-                updated += 1
-            else:
-                skipped += 1
-        else:
-            first_of[group] = row
-        previous[group] = row
-        last_position[group] = position
-    # Stage the last occurrence only where it differs from the first one already staged.
-    last = sorted(
-        position
-        for group, position in last_position.items()
-        if _differs(previous[group], first_of[group])
-    )
-    return Dedup(first=first, last=np.array(last, dtype=np.int64), skipped=skipped, updated=updated)
-
-
-def _differs(a: dict[str, object], b: dict[str, object]) -> bool:
-    return any(a[name] != b[name] for name in a)
+def key_hashes(values: pa.Table, key: list[str]) -> tuple[IntArray, IntArray]:
+    """A 128-bit fingerprint of each row's key, as two signed 64-bit halves."""
+    frame = values.select(key).to_pandas()
+    halves = [
+        pd.util.hash_pandas_object(frame, index=False, hash_key=hash_key).to_numpy()
+        for hash_key in _HASH_KEYS
+    ]
+    return halves[0].view(np.int64), halves[1].view(np.int64)

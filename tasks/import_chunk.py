@@ -14,32 +14,32 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from tasks.bookkeeping import chunks
-from tasks.chunk_writer import LINE, PHASE, ChunkCounts, StagedChunk, write_chunk
+from tasks.chunk_writer import KEY_HI, KEY_LO, LINE, ChunkCounts, StagedChunk, write_chunk
 from tasks.csv_parse import ParsedChunk, Reject, parse_chunk, read_range
 from tasks.csv_plan import ChunkSpec
 from tasks.database import get_engine
-from tasks.dedup import dedup
+from tasks.dedup import dedup, key_hashes
 from tasks.errors import ConflictError, InputError
-from tasks.import_plan import ImportPlan
+from tasks.import_plan import ImportJob
 from tasks.validation import validate
 
 
-def run_chunk(plan: ImportPlan, chunk: ChunkSpec) -> ChunkCounts:
-    """Apply chunk `chunk` of `plan` exactly once and return its counts."""
-    engine = get_engine(plan.database)
-    committed = _committed(engine, plan.import_id, chunk.index)
+def run_chunk(job: ImportJob, chunk: ChunkSpec) -> ChunkCounts:
+    """Apply chunk `chunk` of `job` exactly once and return its counts."""
+    engine = get_engine(job.database)
+    committed = _committed(engine, job.import_id, chunk.index)
     if committed is not None:
         return committed
-    _check_unchanged(plan)
-    staged = stage_chunk(plan, chunk, read_range(plan.path, chunk.start, chunk.end))
-    return write_chunk(engine, plan, staged)
+    _check_unchanged(job)
+    staged = stage_chunk(job, chunk, read_range(job.path, chunk.start, chunk.end))
+    return write_chunk(engine, job, staged)
 
 
-def stage_chunk(plan: ImportPlan, chunk: ChunkSpec, data: bytes) -> StagedChunk:
-    """Everything before the database: rows to stage, rejects and in-chunk repeat counts."""
-    parsed = parse_chunk(data, chunk, plan.header, plan.used, plan.options.dialect)
-    strings = parsed.strings.rename_columns(plan.columns)
-    validated = validate(strings, plan.table, plan.options.rules, plan.required)
+def stage_chunk(job: ImportJob, chunk: ChunkSpec, data: bytes) -> StagedChunk:
+    """Everything before the database: rows to stage, rejects and in-chunk repeats."""
+    parsed = parse_chunk(data, chunk, job.header, job.used, job.options.dialect)
+    strings = parsed.strings.rename_columns(job.columns)
+    validated = validate(strings, job.table, job.options.rules, job.required)
     rejects = parsed.rejects + [
         Reject(line=int(parsed.lines[row]), raw=parsed.raw(row), errors=errors)
         for row, errors in validated.errors.items()
@@ -47,26 +47,24 @@ def stage_chunk(plan: ImportPlan, chunk: ChunkSpec, data: bytes) -> StagedChunk:
     valid_rows = np.flatnonzero(validated.valid)
     values = validated.values.take(pa.array(valid_rows))
     lines = parsed.lines[valid_rows]
-    plan_dedup = dedup(values, plan.options.key, plan.options.on_conflict)
-    if plan_dedup.repeated is not None:
-        first, again = plan_dedup.repeated
+    kept = dedup(values, job.options.key, job.options.on_conflict)
+    if kept.repeated is not None:
+        first, again = kept.repeated
         raise ConflictError(
-            f"{plan.source} line {lines[again]}: key repeats line {lines[first]} of the file; "
+            f"{job.source} line {lines[again]}: key repeats line {lines[first]} of the file; "
             "on_conflict='error' stops the import here (chunks before this one stay committed)"
         )
-    take = np.concatenate([plan_dedup.first, plan_dedup.last])
-    phases = np.concatenate(
-        [np.ones(len(plan_dedup.first), np.int8), np.full(len(plan_dedup.last), 2, np.int8)]
-    )
-    staged = values.take(pa.array(take)).append_column(LINE, pa.array(lines[take], pa.int64()))
-    staged = staged.append_column(PHASE, pa.array(phases, pa.int8()))
+    staged = values.take(pa.array(kept.keep))
+    staged = staged.append_column(LINE, pa.array(lines[kept.keep], pa.int64()))
+    if job.options.reverse:
+        high, low = key_hashes(staged, job.options.key)
+        staged = staged.append_column(KEY_HI, pa.array(high)).append_column(KEY_LO, pa.array(low))
     return StagedChunk(
         chunk=chunk,
         rows=parsed.rows,
         values=staged,
         rejects=sorted(rejects, key=lambda r: r.line),
-        repeats_skipped=plan_dedup.skipped,
-        repeats_updated=plan_dedup.updated,
+        superseded=kept.superseded,
         raw_of_line=_raw_lookup(parsed),
     )
 
@@ -99,11 +97,11 @@ def _committed(engine: sa.Engine, import_id: str, index: int) -> ChunkCounts | N
     return ChunkCounts(index=index, already_committed=True, **row._mapping)
 
 
-def _check_unchanged(plan: ImportPlan) -> None:
+def _check_unchanged(job: ImportJob) -> None:
     """Refuse to read a file that changed since it was planned: its ranges would be wrong."""
-    stat = Path(plan.path).stat()
-    if (stat.st_size, stat.st_mtime_ns) != (plan.size, plan.mtime_ns):
+    stat = Path(job.path).stat()
+    if (stat.st_size, stat.st_mtime_ns) != (job.size, job.mtime_ns):
         raise InputError(
-            f"{plan.path} changed while it was being imported (size or modification time); "
-            f"import {plan.import_id!r} stops: rerun it once the file is complete"
+            f"{job.path} changed while it was being imported (size or modification time); "
+            f"import {job.import_id!r} stops: rerun it once the file is complete"
         )

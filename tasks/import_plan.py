@@ -38,36 +38,54 @@ class ImportOptions(BaseModel):
     columns: list[str] | None
     ignore_extra_columns: bool
 
+    @property
+    def reverse(self) -> bool:
+        """Update mode applies chunks last to first, so the last occurrence of a key wins."""
+        return self.on_conflict == "update"
 
-class ImportPlan(BaseModel):
-    """Everything a chunk task needs, and which chunks are still to do."""
+
+class ImportJob(BaseModel):
+    """What every chunk task needs to know about its import (small: it goes to each task)."""
 
     import_id: str
     source: str
     path: str
     size: int
     mtime_ns: int
-    fingerprint: str
     database: str | None
     options: ImportOptions
     table: TableSpec
     header: list[str]
     used: list[str]
     columns: list[str]
-    total_rows: int
-    chunks: list[ChunkSpec]
-    pending: list[int]
+    chunk_count: int
     max_error_rate: float
-    finished: bool = False
 
-    @property
-    def pending_chunks(self) -> list[ChunkSpec]:
-        return [self.chunks[i] for i in self.pending]
+    def previous(self, index: int) -> int | None:
+        """The chunk that applies just before chunk `index`, if any."""
+        before = index + 1 if self.options.reverse else index - 1
+        return before if 0 <= before < self.chunk_count else None
 
     @property
     def required(self) -> set[str]:
         """Columns that may not be empty: the key (on top of NOT NULL columns)."""
         return set(self.options.key)
+
+
+class ImportPlan(BaseModel):
+    """The job, the file's chunks and which of them are still to do."""
+
+    job: ImportJob
+    fingerprint: str
+    total_rows: int
+    chunks: list[ChunkSpec]
+    pending: list[int]
+
+    @property
+    def pending_chunks(self) -> list[ChunkSpec]:
+        """Chunks still to do, in the order they apply."""
+        order = sorted(self.pending, reverse=self.job.options.reverse)
+        return [self.chunks[i] for i in order]
 
 
 def make_plan(
@@ -93,23 +111,27 @@ def make_plan(
     check_key(options.key, table, columns)
     check_rules(options.rules, table, columns)
     ensure_bookkeeping(engine)
-    plan = ImportPlan(
+    job = ImportJob(
         import_id=import_id,
         source=source,
         path=file_plan.path,
         size=file_plan.size,
         mtime_ns=file_plan.mtime_ns,
-        fingerprint=file_plan.fingerprint,
         database=database,
         options=options,
         table=table,
         header=file_plan.header,
         used=used,
         columns=columns,
+        chunk_count=len(file_plan.chunks),
+        max_error_rate=max_error_rate,
+    )
+    plan = ImportPlan(
+        job=job,
+        fingerprint=file_plan.fingerprint,
         total_rows=file_plan.total_rows,
         chunks=file_plan.chunks,
         pending=[c.index for c in file_plan.chunks],
-        max_error_rate=max_error_rate,
     )
     return register(engine, plan, flow_run_id)
 
@@ -179,12 +201,13 @@ def check_key(key: list[str], table: TableSpec, columns: list[str]) -> None:
 
 def register(engine: Engine, plan: ImportPlan, flow_run_id: str | None) -> ImportPlan:
     """Record a new import, or check and resume an existing one with the same id."""
-    options = plan.options.model_dump(mode="json")
+    job = plan.job
+    options = job.options.model_dump(mode="json")
     row = {
-        "import_id": plan.import_id,
-        "source": plan.source,
+        "import_id": job.import_id,
+        "source": job.source,
         "fingerprint": plan.fingerprint,
-        "table_name": plan.table.display_name,
+        "table_name": job.table.display_name,
         "options": options,
         "status": "running",
         "total_rows": plan.total_rows,
@@ -199,27 +222,27 @@ def register(engine: Engine, plan: ImportPlan, flow_run_id: str | None) -> Impor
         pass
     with engine.begin() as conn:
         existing = conn.execute(
-            sa.select(imports).where(imports.c.import_id == plan.import_id)
+            sa.select(imports).where(imports.c.import_id == job.import_id)
         ).one()
         _check_same_import(plan, existing._mapping, options)
         done = set(
             conn.execute(
-                sa.select(chunks.c.chunk_index).where(chunks.c.import_id == plan.import_id)
+                sa.select(chunks.c.chunk_index).where(chunks.c.import_id == job.import_id)
             ).scalars()
         )
         conn.execute(
             imports.update()
-            .where(imports.c.import_id == plan.import_id)
+            .where(imports.c.import_id == job.import_id)
             .values(status="running", error=None, flow_run_id=flow_run_id, finished_at=None)
         )
     pending = [i for i in plan.pending if i not in done]
-    return plan.model_copy(update={"pending": pending, "finished": not pending})
+    return plan.model_copy(update={"pending": pending})
 
 
 def _check_same_import(
     plan: ImportPlan, existing: sa.RowMapping, options: dict[str, object]
 ) -> None:
-    where = f"import {plan.import_id!r}"
+    where = f"import {plan.job.import_id!r}"
     if existing["fingerprint"] != plan.fingerprint:
         raise InputError(
             f"parameter 'import_id': {where} was started on a different file "

@@ -110,7 +110,9 @@ def _unique_keys(inspector: sa.Inspector, name: str, schema: str | None) -> list
         keys.append(list(primary))
     for unique in inspector.get_unique_constraints(name, schema=schema):
         keys.append([c for c in unique["column_names"] if c is not None])
-    for index in inspector.get_indexes(name, schema=schema):
+    # SQLite turns an inline UNIQUE into an automatic index, hidden unless asked for.
+    extra = {"include_auto_indexes": True} if inspector.dialect.name == "sqlite" else {}
+    for index in inspector.get_indexes(name, schema=schema, **extra):
         options = index.get("dialect_options", {})
         partial = options.get("postgresql_where") is not None or options.get("sqlite_where")
         if index.get("unique") and not partial and None not in index["column_names"]:

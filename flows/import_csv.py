@@ -1,0 +1,167 @@
+"""Import a CSV file into a table, chunk by chunk, exactly once."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from tasks.chunk_writer import ChunkCounts
+from tasks.csv_plan import CsvDialect
+from tasks.database import get_engine
+from tasks.import_ledger import first_rejects
+from tasks.import_plan import ImportOptions, ImportPlan
+from tasks.import_tasks import finish_import, plan_import, run_in_order
+from tasks.progress import RunProgress
+from tasks.validation import ColumnRule
+
+
+class ImportResult(BaseModel):
+    """What an import did; `total = inserted + updated + skipped + failed`."""
+
+    import_id: str
+    source: str
+    table: str
+    total: int
+    inserted: int
+    updated: int
+    skipped: int
+    failed: int
+    chunks: int
+    resumed_chunks: int
+    seconds: float
+    rows_per_second: float
+
+
+@flow(name="import-csv", log_prints=True)
+def import_csv(
+    source: str,
+    table: str,
+    key: list[str],
+    on_conflict: Literal["skip", "update", "error"] = "skip",
+    rules: dict[str, ColumnRule] | None = None,
+    chunk_size: int = 10_000,
+    max_concurrency: int | None = None,
+    max_error_rate: float = 1.0,
+    import_id: str | None = None,
+    database: str | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    header: bool = True,
+    columns: list[str] | None = None,
+    ignore_extra_columns: bool = False,
+) -> ImportResult:
+    """Import a CSV file into an existing table: validated, de-duplicated, exactly once.
+
+    Args:
+        source: Path of the CSV file on the worker (or a file:// URL).
+        table: Existing target table, optionally schema.table.
+        key: Columns that identify a record; the table needs a primary key or unique
+            constraint on them.
+        on_conflict: What a record whose key already exists gets: skip (kept as is),
+            update (overwritten when a value differs) or error (the import stops).
+        rules: Extra checks per column, e.g. {"email": {"format": "email"},
+            "age": {"min": 0, "max": 150}}; keys: required, min, max, min_length,
+            max_length, pattern, choices, format.
+        chunk_size: Rows per chunk; each chunk commits in one transaction.
+        max_concurrency: Chunks parsed and staged at once; default: CPU cores + 2.
+        max_error_rate: Stop the import once rejected/processed rows exceed this share
+            (0.05 = 5 %); committed chunks stay. 1.0 never stops.
+        import_id: Identity of the import; run again with the same id to resume it.
+            Default: this flow run's id, so Prefect retries resume.
+        database: SQLAlchemy URL, or the name of a saved SqlAlchemyConnector block;
+            default $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        delimiter: Field delimiter, one character.
+        encoding: File encoding (ASCII-compatible: utf-8 with or without BOM, latin-1, ...).
+        header: Whether line 1 names the columns.
+        columns: Column names for a file without a header line.
+        ignore_extra_columns: Skip header columns the table does not have instead of failing.
+    """
+    started = time.monotonic()
+    run_id = flow_run.get_id()
+    import_id = import_id or run_id or str(uuid.uuid4())
+    options = ImportOptions(
+        table=table,
+        key=key,
+        on_conflict=on_conflict,
+        rules=rules or {},
+        chunk_size=chunk_size,
+        dialect=CsvDialect(delimiter=delimiter, encoding=encoding, header=header),
+        columns=columns,
+        ignore_extra_columns=ignore_extra_columns,
+    )
+    plan = plan_import(
+        source=source,
+        options=options,
+        import_id=import_id,
+        database=database,
+        max_error_rate=max_error_rate,
+        flow_run_id=run_id,
+    )
+    progress = RunProgress(f"Importing {source} into {table}", f"import {import_id}")
+    window = max_concurrency or (os.cpu_count() or 2) + 2
+    for counts in run_in_order(plan, window):
+        _report(progress, plan, counts)
+    totals = finish_import(plan)
+    seconds = time.monotonic() - started
+    result = ImportResult(
+        import_id=import_id,
+        source=source,
+        table=plan.job.table.display_name,
+        **totals.model_dump(),
+        resumed_chunks=len(plan.chunks) - len(plan.pending),
+        seconds=round(seconds, 3),
+        rows_per_second=round(totals.total / seconds, 1) if seconds else 0.0,
+    )
+    _summarize(progress, plan, result)
+    return result
+
+
+def _report(progress: RunProgress, plan: ImportPlan, counts: ChunkCounts) -> None:
+    total = plan.total_rows
+    progress.update(
+        100.0 * counts.cum_rows / total if total else 100.0,
+        {
+            "processed": counts.cum_rows,
+            "total": total,
+            "successful": counts.cum_rows - counts.cum_failed,
+            "failed": counts.cum_failed,
+            "current chunk": counts.index + 1,
+            "total chunks": len(plan.chunks),
+        },
+        force=counts.index == len(plan.chunks) - 1,
+    )
+
+
+def _summarize(progress: RunProgress, plan: ImportPlan, result: ImportResult) -> None:
+    summary = result.model_dump()
+    progress.update(100.0, summary, force=True)
+    progress.table(f"import-{plan.job.table.name}-summary", [summary], f"import {result.import_id}")
+    rejects = first_rejects(get_engine(plan.job.database), result.import_id)
+    progress.table(
+        f"import-{plan.job.table.name}-rejects",
+        [
+            {
+                "line": r["line"],
+                "errors": "; ".join(f"{col}: {why}" for col, why in r["errors"].items()),
+                "raw": r["raw"],
+            }
+            for r in rejects
+        ],
+        f"first {len(rejects)} of {result.failed} rejected rows of import {result.import_id}",
+    )
+    get_run_logger().info(
+        "import %s: %s rows: %s inserted, %s updated, %s skipped, %s failed in %.1f s",
+        result.import_id,
+        f"{result.total:,}",
+        f"{result.inserted:,}",
+        f"{result.updated:,}",
+        f"{result.skipped:,}",
+        f"{result.failed:,}",
+        result.seconds,
+    )
