@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,15 @@ def create_users_table(url: str, table: str = "users", *, replace: bool = False)
 
 @dataclass(frozen=True)
 class Generated:
-    """What a generated file holds, so tests and benchmarks can check exact counts."""
+    """What a generated file holds, so tests and benchmarks can check exact counts.
+
+    `invalid_lines` are the physical lines (header = line 1) where invalid rows start.
+    """
 
     rows: int
     invalid: int
     duplicates: int
+    invalid_lines: list[int]
 
 
 def write_users_csv(
@@ -75,25 +80,35 @@ def write_users_csv(
 ) -> Generated:
     """Write `rows` data rows; a share of them invalid, another share repeating an email."""
     rng = random.Random(seed)
-    invalid = duplicates = 0
+    duplicates = 0
+    invalid_lines: list[int] = []
     emails: list[str] = []
+    line = 2
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        handle.write(",".join(COLUMNS) + "\n")
         for number in range(1, rows + 1):
             row = _valid_row(rng, number)
             draw = rng.random()
             if draw < invalid_rate:
                 row = _invalid_row(rng, row)
-                invalid += 1
+                invalid_lines.append(line)
             elif draw < invalid_rate + duplicate_rate and emails:
                 row[1] = rng.choice(emails)
                 duplicates += 1
             else:
                 emails.append(row[1])
             writer.writerow(row)
-    return Generated(rows=rows, invalid=invalid, duplicates=duplicates)
+            text = buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            handle.write(text)
+            line += text.count("\n")
+    return Generated(
+        rows=rows, invalid=len(invalid_lines), duplicates=duplicates, invalid_lines=invalid_lines
+    )
 
 
 def _valid_row(rng: random.Random, number: int) -> list[str]:

@@ -47,12 +47,12 @@ from tasks.errors import ConflictError, ErrorRateExceeded, InputError, TargetErr
 from tasks.import_plan import ImportJob
 from tasks.schema import Kind, qualified, quote
 
-LINE = "batchflows_line"
+ORD = "batchflows_ord"
 KEY_HI = "batchflows_key_hi"
 KEY_LO = "batchflows_key_lo"
 STAGE = "batchflows_stage"
-WAIT_FIRST_SECONDS = 0.005
-WAIT_MAX_SECONDS = 0.25
+WAIT_FIRST_SECONDS = 0.002
+WAIT_MAX_SECONDS = 0.05
 
 IntArray = npt.NDArray[np.int64]
 
@@ -75,20 +75,27 @@ class ChunkCounts(BaseModel):
 class StagedChunk:
     """A parsed, validated, de-duplicated chunk, ready to write.
 
-    `values` holds the typed rows to stage and their physical line (plus the key hash in
-    update mode); `superseded` counts in-chunk repeats already skipped.
+    `values` holds the typed rows to stage with their ordinal (plus the key hash in update
+    mode); `lines[ordinal]` is each row's physical line. `records`, when given, returns the
+    rows' original CSV bytes, which PostgreSQL may COPY as they are.
     """
 
     chunk: ChunkSpec
     rows: int
     values: pa.Table
+    lines: IntArray
     rejects: list[Reject]
     superseded: int
-    raw_of_line: Callable[[int], str]
+    raw_of: Callable[[int], str]
+    records: Callable[[], bytes] | None = None
 
 
 class RowRefused(Exception):
     """The database refused some row of a batch; bisection finds which."""
+
+
+class _RecordsMismatch(Exception):
+    """COPY of the original records did not stage exactly the expected rows."""
 
 
 class _AlreadyCommitted(Exception):
@@ -125,8 +132,11 @@ class ChunkWriter(ABC):
         key_set = set(job.options.key)
         self.non_key = [quote(dialect, c) for c in job.columns if c not in key_set]
         self.kinds = {quote(dialect, c.name): (c.kind, c.sql_type) for c in job.table.columns}
+        self.refused_ordinals: list[int] = []
+        self.lines: IntArray = np.zeros(0, dtype=np.int64)
 
     def write(self, staged: StagedChunk) -> ChunkCounts:
+        self.lines = staged.lines
         with raw_connection(self.engine) as conn, self.translate_errors(staged.chunk):
             try:
                 return self.transaction(conn, staged)
@@ -144,13 +154,13 @@ class ChunkWriter(ABC):
         chunk = staged.chunk
         if not self.claim(cur, chunk):
             raise _AlreadyCommitted
-        lines = np.asarray(staged.values.column(LINE).to_numpy(), dtype=np.int64)
+        ordinals = np.arange(len(staged.lines), dtype=np.int64)
         if self.job.options.reverse:
             self.drop_claimed_keys(cur)
         refused: list[Reject] = []
-        inserted, updated = self.apply_lines(cur, staged, lines, refused)
+        inserted, updated = self.apply_rows(cur, staged, ordinals, refused)
         if self.job.options.reverse:
-            self.claim_keys(cur, [r.line for r in refused])
+            self.claim_keys(cur)
         failed = len(staged.rejects) + len(refused)
         counts = ChunkCounts(
             index=chunk.index,
@@ -158,7 +168,7 @@ class ChunkWriter(ABC):
             inserted=inserted,
             updated=updated,
             # Staged rows not written were identical, or superseded by a later chunk.
-            skipped=len(lines) - len(refused) - inserted - updated + staged.superseded,
+            skipped=len(ordinals) - len(refused) - inserted - updated + staged.superseded,
             failed=failed,
             cum_rows=previous[0] + staged.rows,
             cum_failed=previous[1] + failed,
@@ -186,33 +196,37 @@ class ChunkWriter(ABC):
         )
         return counts
 
-    def apply_lines(
-        self, cur: Any, staged: StagedChunk, lines: IntArray, refused: list[Reject]
+    def apply_rows(
+        self, cur: Any, staged: StagedChunk, ordinals: IntArray, refused: list[Reject]
     ) -> tuple[int, int]:
-        """(inserted, updated) for the staged rows at `lines`, bisecting refusals."""
-        if len(lines) == 0:
+        """(inserted, updated) for the staged rows `ordinals`, bisecting refusals."""
+        if len(ordinals) == 0:
             return 0, 0
         try:
             with self.savepoint(cur):
-                return self.apply(cur, int(lines[0]), int(lines[-1]))
+                return self.apply(cur, int(ordinals[0]), int(ordinals[-1]))
         except RowRefused as exc:
-            if len(lines) == 1:
-                line = int(lines[0])
-                reason = _first_line(exc.__cause__ or exc)
+            if len(ordinals) == 1:
+                ordinal = int(ordinals[0])
                 refused.append(
-                    Reject(line=line, raw=staged.raw_of_line(line), errors={"_database": reason})
+                    Reject(
+                        line=int(staged.lines[ordinal]),
+                        raw=staged.raw_of(ordinal),
+                        errors={"_database": _first_line(exc.__cause__ or exc)},
+                    )
                 )
+                self.refused_ordinals.append(ordinal)
                 return 0, 0
-            middle = len(lines) // 2
-            first = self.apply_lines(cur, staged, lines[:middle], refused)
-            second = self.apply_lines(cur, staged, lines[middle:], refused)
+            middle = len(ordinals) // 2
+            first = self.apply_rows(cur, staged, ordinals[:middle], refused)
+            second = self.apply_rows(cur, staged, ordinals[middle:], refused)
             return first[0] + second[0], first[1] + second[1]
 
     def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:
         """(inserted, updated) for the staged rows with lines in [low, high]."""
         select = (
             f"SELECT {', '.join(self.columns)} FROM {self.stage} "
-            f"WHERE {LINE} BETWEEN {{p}} AND {{p}} ORDER BY {LINE}"
+            f"WHERE {ORD} BETWEEN {{p}} AND {{p}}"
         )
         insert = f"INSERT INTO {self.target} ({', '.join(self.columns)}) {select}"
         params = (low, high)
@@ -234,8 +248,8 @@ class ChunkWriter(ABC):
         join = " AND ".join(f"s.{k} = t.{k}" for k in self.key)
         row = self.fetchone(
             cur,
-            f"SELECT s.{LINE}, {', '.join(f's.{k}' for k in self.key)} FROM {self.stage} s "
-            f"JOIN {self.target} t ON {join} ORDER BY s.{LINE} LIMIT 1",
+            f"SELECT s.{ORD}, {', '.join(f's.{k}' for k in self.key)} FROM {self.stage} s "
+            f"JOIN {self.target} t ON {join} ORDER BY s.{ORD} LIMIT 1",
             (),
         )
         if row is None:
@@ -244,8 +258,8 @@ class ChunkWriter(ABC):
             f"{name}={value!r}" for name, value in zip(self.job.options.key, row[1:], strict=True)
         )
         raise ConflictError(
-            f"{self.job.source} line {row[0]}: key ({key}) already exists in table "
-            f"{self.job.table.display_name}; on_conflict='error' stops the import here "
+            f"{self.job.source} line {self.lines[int(row[0])]}: key ({key}) already exists in "
+            f"table {self.job.table.display_name}; on_conflict='error' stops the import here "
             "(chunks before this one stay committed). Use on_conflict='skip' or 'update' to "
             "accept existing keys"
         )
@@ -260,10 +274,10 @@ class ChunkWriter(ABC):
             (self.job.import_id,),
         )
 
-    def claim_keys(self, cur: Any, refused_lines: list[int]) -> None:
+    def claim_keys(self, cur: Any) -> None:
         """Record the keys this chunk applied (not those the database refused)."""
-        for line in refused_lines:
-            self.execute(cur, f"DELETE FROM {self.stage} WHERE {LINE} = {{p}}", (line,))
+        for ordinal in self.refused_ordinals:
+            self.execute(cur, f"DELETE FROM {self.stage} WHERE {ORD} = {{p}}", (ordinal,))
         self.execute(
             cur,
             f"INSERT INTO batchflows_claims (import_id, key_hi, key_lo) "
@@ -292,6 +306,7 @@ class ChunkWriter(ABC):
             return 0, 0
         delay = WAIT_FIRST_SECONDS
         while True:
+            self.await_turn(cur, previous)
             row = self.fetchone(
                 cur,
                 "SELECT i.status, c.cum_rows, c.cum_failed FROM batchflows_imports i "
@@ -334,6 +349,10 @@ class ChunkWriter(ABC):
             index=index, already_committed=True, **dict(zip(names, row, strict=True))
         )
 
+    def await_turn(self, cur: Any, previous: int) -> None:
+        """Block until chunk `previous` is likely done; the ledger has the final word."""
+        del cur, previous
+
     def execute(self, cur: Any, sql: str, params: Sequence[Any]) -> Any:
         cur.execute(sql.format(p=self.placeholder), params)
         return cur
@@ -369,21 +388,111 @@ class PostgresWriter(ChunkWriter):
         # never commits; start from a clean slate.
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
-        extra = _extra_columns(staged.values)
         with conn.transaction():
             cur = conn.cursor()
+            # Validation reads a timestamptz without offset as UTC; so must the server.
+            cur.execute("SET LOCAL TimeZone = 'UTC'")
+            # Held until commit: the next chunk waits on this lock instead of polling.
             cur.execute(
-                f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {', '.join(self.columns)}, "
-                + ", ".join(f"0::bigint AS {name}" for name in extra)
-                + f" FROM {self.target} WITH NO DATA"
+                "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
+                (self.job.import_id, staged.chunk.index),
             )
-            buffer = io.BytesIO()
-            pa_csv.write_csv(staged.values, buffer, pa_csv.WriteOptions(include_header=False))
-            names = ", ".join([*self.columns, *extra])
-            with cur.copy(f"COPY {STAGE} ({names}) FROM STDIN (FORMAT csv)") as copy:
-                copy.write(buffer.getbuffer())
+            if staged.records is None or not self._stage_records(cur, staged.records, staged):
+                self._stage_values(cur, staged.values)
             previous = self.wait_for_previous(cur, staged.chunk.index)
             return self.apply_in_transaction(cur, staged, previous)
+
+    def _stage_records(self, cur: Any, records: Callable[[], bytes], staged: StagedChunk) -> bool:
+        """COPY the rows' original CSV bytes: the server parses them, nothing is re-encoded.
+
+        Validation accepted only values PostgreSQL reads the same way, yet anything odd (a
+        value it refuses, mixed line endings, a bare `\\.` line that ends COPY early) rolls
+        this back and the typed path stages the chunk instead.
+        """
+        expected = len(staged.lines)
+        try:
+            with cur.connection.transaction():
+                cur.execute(
+                    f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS "
+                    f"SELECT {', '.join(self.columns)} FROM {self.target} WITH NO DATA"
+                )
+                cur.execute(
+                    f"ALTER TABLE {STAGE} ADD COLUMN {ORD} bigint "
+                    "GENERATED ALWAYS AS IDENTITY (MINVALUE 0 START WITH 0)"
+                )
+                delimiter = _literal(self.job.options.dialect.delimiter)
+                with cur.copy(
+                    f"COPY {STAGE} ({', '.join(self.columns)}) FROM STDIN "
+                    f"(FORMAT csv, DELIMITER {delimiter})"
+                ) as copy:
+                    copy.write(records())
+                if cur.rowcount != expected:
+                    raise _RecordsMismatch
+        except (_RecordsMismatch, psycopg.errors.DataError, psycopg.errors.IntegrityError):
+            return False
+        return True
+
+    def _stage_values(self, cur: Any, values: pa.Table) -> None:
+        """COPY the validated, typed values, written as CSV by pyarrow."""
+        extra = _extra_columns(values)
+        cur.execute(
+            f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {', '.join(self.columns)}, "
+            + ", ".join(f"0::bigint AS {name}" for name in extra)
+            + f" FROM {self.target} WITH NO DATA"
+        )
+        buffer = io.BytesIO()
+        pa_csv.write_csv(values, buffer, pa_csv.WriteOptions(include_header=False))
+        names = ", ".join([*self.columns, *extra])
+        with cur.copy(f"COPY {STAGE} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buffer.getbuffer())
+
+    def await_turn(self, cur: Any, previous: int) -> None:
+        # Wait for the previous chunk's transaction lock to be free, and hold nothing.
+        params = (self.job.import_id, previous)
+        cur.execute("SELECT pg_advisory_lock(hashtext(%s), %s)", params)
+        cur.execute("SELECT pg_advisory_unlock(hashtext(%s), %s)", params)
+
+    def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:
+        """Anti-join INSERT (and UPDATE ... FROM): much cheaper than ON CONFLICT's speculative
+        insertion, and exact because earlier chunks have committed. A concurrent writer
+        outside this import can still add a key in between: then the unique index refuses,
+        and the ON CONFLICT statements of the generic path take over.
+        """
+        mode = self.job.options.on_conflict
+        if mode == "error":
+            return super().apply(cur, low, high)
+        try:
+            with self.savepoint(cur):
+                updated = self._update_changed(cur, low, high) if mode == "update" else 0
+                return self._insert_new(cur, low, high), updated
+        except RowRefused:
+            return super().apply(cur, low, high)
+
+    def _insert_new(self, cur: Any, low: int, high: int) -> int:
+        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        return self.rowcount(
+            cur,
+            f"INSERT INTO {self.target} ({', '.join(self.columns)}) "
+            f"SELECT {', '.join(f's.{c}' for c in self.columns)} FROM {STAGE} s "
+            f"WHERE s.{ORD} BETWEEN %s AND %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {self.target} t WHERE {match})",
+            (low, high),
+        )
+
+    def _update_changed(self, cur: Any, low: int, high: int) -> int:
+        if not self.non_key:
+            return 0
+        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        current = ", ".join(self._comparable(f"t.{c}", c) for c in self.non_key)
+        incoming = ", ".join(self._comparable(f"s.{c}", c) for c in self.non_key)
+        return self.rowcount(
+            cur,
+            f"UPDATE {self.target} AS t SET "
+            + ", ".join(f"{c} = s.{c}" for c in self.non_key)
+            + f" FROM {STAGE} s WHERE s.{ORD} BETWEEN %s AND %s AND {match} "
+            f"AND ({current}) IS DISTINCT FROM ({incoming})",
+            (low, high),
+        )
 
     def upsert(self, cur: Any, insert: str, params: tuple[int, int]) -> tuple[int, int]:
         assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.non_key)
@@ -497,7 +606,7 @@ class SqliteWriter(ChunkWriter):
         staged, existing = self.fetchone(
             cur,
             f"SELECT count(*), count(t.{self.key[0]}) FROM {self.stage} s "
-            f"LEFT JOIN {self.target} t ON {join} WHERE s.{LINE} BETWEEN {{p}} AND {{p}}",
+            f"LEFT JOIN {self.target} t ON {join} WHERE s.{ORD} BETWEEN {{p}} AND {{p}}",
             params,
         )
         assignments = ", ".join(f"{c} = excluded.{c}" for c in self.non_key)
@@ -555,7 +664,7 @@ class SqliteWriter(ChunkWriter):
 
 def _extra_columns(values: pa.Table) -> list[str]:
     """The bookkeeping columns staged after the table's own (line, key hash)."""
-    return [name for name in values.column_names if name in (LINE, KEY_HI, KEY_LO)]
+    return [name for name in values.column_names if name in (ORD, KEY_HI, KEY_LO)]
 
 
 def _rows(values: pa.Table) -> list[tuple[Any, ...]]:
@@ -572,6 +681,11 @@ def _rows(values: pa.Table) -> list[tuple[Any, ...]]:
             converted = pc.cast(column, pa.int8())
         columns.append(converted.to_pylist())
     return list(zip(*columns, strict=True))
+
+
+def _literal(text: str) -> str:
+    """A one-character SQL string literal (the CSV delimiter, checked at planning)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _first_line(exc: BaseException) -> str:

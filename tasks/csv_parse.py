@@ -41,13 +41,31 @@ class ParsedChunk:
     rejects: list[Reject] = field(default_factory=list)
     _data: bytes = b""
     _starts: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _content_ends: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _ends: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     _encoding: str = "utf-8"
 
     def raw(self, row: int) -> str:
         """The raw text of good record `row`, without its line terminator."""
-        text = self._data[self._starts[row] : self._ends[row]]
+        text = self._data[self._starts[row] : self._content_ends[row]]
         return text.decode(self._encoding, errors="replace")
+
+    def records_bytes(self, rows: IntArray) -> bytes:
+        """The original bytes of good records `rows` (ascending), terminators included.
+
+        Adjacent records are copied as one slice, so keeping most of a chunk costs a few
+        slices, not one per row.
+        """
+        if len(rows) == 0:
+            return b""
+        starts, ends = self._starts[rows], self._ends[rows]
+        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+        run_starts = starts[np.concatenate(([0], breaks))]
+        run_ends = ends[np.concatenate((breaks - 1, [len(rows) - 1]))]
+        view = memoryview(self._data)
+        return b"".join(
+            view[a:b] for a, b in zip(run_starts.tolist(), run_ends.tolist(), strict=True)
+        )
 
 
 def read_range(path: str, start: int, end: int) -> bytes:
@@ -91,7 +109,8 @@ def parse_chunk(
         rejects=rejects,
         _data=data,
         _starts=records.starts[good_index],
-        _ends=records.content_ends[good_index],
+        _content_ends=records.content_ends[good_index],
+        _ends=records.ends[good_index],
         _encoding=dialect.encoding,
     )
 
@@ -112,12 +131,10 @@ def _good_bytes(data: bytes, records: Records, good: npt.NDArray[np.bool_]) -> b
     if good.all():
         return data
     bad = np.flatnonzero(~good)
-    edges = np.zeros(len(data) + 1, dtype=np.int32)
-    np.add.at(edges, records.starts[bad], 1)
-    np.add.at(edges, records.ends[bad], -1)
-    keep = np.cumsum(edges[:-1]) == 0
-    kept: bytes = np.frombuffer(data, dtype=np.uint8)[keep].tobytes()
-    return kept
+    view = memoryview(data)
+    keep_from = np.concatenate(([0], records.ends[bad]))
+    keep_to = np.concatenate((records.starts[bad], [len(data)]))
+    return b"".join(view[a:b] for a, b in zip(keep_from.tolist(), keep_to.tolist(), strict=True))
 
 
 def _parse(data: bytes, header: list[str], used: list[str], dialect: CsvDialect) -> pa.Table:

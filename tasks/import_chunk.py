@@ -6,16 +6,13 @@ adds retries and a name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import sqlalchemy as sa
 
-from tasks.bookkeeping import chunks
-from tasks.chunk_writer import KEY_HI, KEY_LO, LINE, ChunkCounts, StagedChunk, write_chunk
-from tasks.csv_parse import ParsedChunk, Reject, parse_chunk, read_range
+from tasks.chunk_writer import KEY_HI, KEY_LO, ORD, ChunkCounts, StagedChunk, write_chunk
+from tasks.csv_parse import Reject, parse_chunk, read_range
 from tasks.csv_plan import ChunkSpec
 from tasks.database import get_engine
 from tasks.dedup import dedup, key_hashes
@@ -27,9 +24,6 @@ from tasks.validation import validate
 def run_chunk(job: ImportJob, chunk: ChunkSpec) -> ChunkCounts:
     """Apply chunk `chunk` of `job` exactly once and return its counts."""
     engine = get_engine(job.database)
-    committed = _committed(engine, job.import_id, chunk.index)
-    if committed is not None:
-        return committed
     _check_unchanged(job)
     staged = stage_chunk(job, chunk, read_range(job.path, chunk.start, chunk.end))
     return write_chunk(engine, job, staged)
@@ -55,46 +49,30 @@ def stage_chunk(job: ImportJob, chunk: ChunkSpec, data: bytes) -> StagedChunk:
             "on_conflict='error' stops the import here (chunks before this one stay committed)"
         )
     staged = values.take(pa.array(kept.keep))
-    staged = staged.append_column(LINE, pa.array(lines[kept.keep], pa.int64()))
+    staged = staged.append_column(ORD, pa.array(np.arange(len(kept.keep)), pa.int64()))
     if job.options.reverse:
         high, low = key_hashes(staged, job.options.key)
         staged = staged.append_column(KEY_HI, pa.array(high)).append_column(KEY_LO, pa.array(low))
+    rows = valid_rows[kept.keep]
     return StagedChunk(
         chunk=chunk,
         rows=parsed.rows,
         values=staged,
+        lines=parsed.lines[rows],
         rejects=sorted(rejects, key=lambda r: r.line),
         superseded=kept.superseded,
-        raw_of_line=_raw_lookup(parsed),
+        raw_of=lambda ordinal: parsed.raw(int(rows[ordinal])),
+        records=(lambda: parsed.records_bytes(rows)) if _records_as_is(job) else None,
     )
 
 
-def _raw_lookup(parsed: ParsedChunk) -> Callable[[int], str]:
-    """Raw text by physical line, for rows the database refuses (lines are sorted)."""
+def _records_as_is(job: ImportJob) -> bool:
+    """Whether the original bytes of valid rows can be staged as they are (PostgreSQL).
 
-    def raw(line: int) -> str:
-        return parsed.raw(int(np.searchsorted(parsed.lines, line)))
-
-    return raw
-
-
-def _committed(engine: sa.Engine, import_id: str, index: int) -> ChunkCounts | None:
-    """The chunk's ledger row, if an earlier attempt already committed it."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                chunks.c.rows,
-                chunks.c.inserted,
-                chunks.c.updated,
-                chunks.c.skipped,
-                chunks.c.failed,
-                chunks.c.cum_rows,
-                chunks.c.cum_failed,
-            ).where(chunks.c.import_id == import_id, chunks.c.chunk_index == index)
-        ).one_or_none()
-    if row is None:
-        return None
-    return ChunkCounts(index=index, already_committed=True, **row._mapping)
+    Not in update mode (rows carry key hashes), not when header columns are ignored, and
+    only for UTF-8 files, the server's encoding.
+    """
+    return not job.options.reverse and job.used == job.header and job.options.dialect.is_utf8
 
 
 def _check_unchanged(job: ImportJob) -> None:

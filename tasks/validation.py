@@ -181,7 +181,8 @@ def _integers(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[C
     if fast is not None:
         in_range = _mask(pc.and_(pc.greater_equal(fast, low), pc.less_equal(fast, high)))
         return fast, [(~in_range, lambda v: f"{v} is out of range for {sql} ({low} to {high})")]
-    trimmed = pc.utf8_trim_whitespace(raw)
+    # Arrow's cast refuses blanks and a leading "+", which PostgreSQL accepts.
+    trimmed = pc.replace_substring_regex(pc.utf8_trim_whitespace(raw), r"^\+", "")
     digits = _matches(trimmed, r"^[+-]?[0-9]+$")
     short = _matches(trimmed, r"^[+-]?[0-9]{1,18}$")
     values = pc.cast(pc.if_else(pa.array(short), trimmed, None), pa.int64())
@@ -268,11 +269,34 @@ def _calendar_dates(text: pa.Array) -> tuple[BoolArray, pa.Array]:
     return shaped & same, pc.if_else(pa.array(shaped & same), parsed, None)
 
 
+# The ISO spellings arrow's cast parses itself (with an offset for timestamptz, without one
+# for timestamp); only other spellings need the regex-parts path.
+_ISO_WITH_OFFSET = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+)
+_ISO_NAIVE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?$"
+
+
 def _timestamps(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
+    """Cast the cells in arrow's own ISO form at once; parse only the rest cell by cell."""
     unit = pa.timestamp("us", tz="UTC") if column.timezone else pa.timestamp("us")
     fast = _try_cast(raw, unit)
     if fast is not None:
         return fast, []
+    canonical = _matches(raw, _ISO_WITH_OFFSET if column.timezone else _ISO_NAIVE)
+    subset = _try_cast(pc.if_else(pa.array(canonical), raw, None), unit)
+    if subset is None:
+        return _timestamps_by_parts(raw, column)
+    rest, checks = _timestamps_by_parts(pc.if_else(pa.array(canonical), None, raw), column)
+    return pc.if_else(pa.array(canonical), subset, rest), [
+        (bad & ~canonical, reason) for bad, reason in checks
+    ]
+
+
+def _timestamps_by_parts(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
+    """Timestamps in any accepted spelling, from their regex parts (the slow, general path)."""
+    unit = pa.timestamp("us", tz="UTC") if column.timezone else pa.timestamp("us")
     trimmed = pc.utf8_trim_whitespace(raw)
     parts = pc.extract_regex(trimmed, _TIMESTAMP)
     shaped = _mask(parts.is_valid())
@@ -297,8 +321,11 @@ def _timestamps(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list
         + np.asarray(pc.multiply(minute, 60_000_000).cast(pa.int64()))
         + np.asarray(pc.multiply(second, 1_000_000).cast(pa.int64()))
         + np.asarray(_number(frac).cast(pa.int64()))
-        - _offset_micros(parts.field("tz"))
     )
+    if column.timezone:
+        micros -= _offset_micros(parts.field("tz"))
+    # Like PostgreSQL, a timestamp without time zone keeps the wall-clock time of a value
+    # that carries an offset; both database paths then store the same thing.
     base = pc.cast(pc.cast(midnight, pa.timestamp("s")), pa.timestamp("us")).cast(pa.int64())
     stamp = pa.array(np.asarray(base.fill_null(0)) + micros, pa.int64())
     values = pc.if_else(pa.array(ok), stamp.cast(unit), None)
