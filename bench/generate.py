@@ -16,9 +16,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from tasks.validation import ColumnRule
+
 COLUMNS = ["id", "email", "name", "age", "score", "active", "created_at", "bio"]
 KEY = ["email"]
-RULES = {"email": {"format": "email"}, "age": {"min": 0, "max": 150}}
+RULES = {"email": ColumnRule(format="email"), "age": ColumnRule(min=0, max=150)}
 
 _NAMES = ["Zoë", "José", "Åsa", "Łukasz", "Chloé", "Søren", "Mónica", "Jürgen", "Anaïs", "李雷"]
 _SURNAMES = ["Müller", "García", "Ødegaard", "Nowak", "Dubois", "Björk", "Ñúñez", "O'Brien"]

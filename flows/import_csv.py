@@ -126,21 +126,25 @@ def _report(progress: RunProgress, plan: ImportPlan, counts: ChunkCounts) -> Non
     total = plan.total_rows
     progress.update(
         100.0 * counts.cum_rows / total if total else 100.0,
-        {
-            "processed": counts.cum_rows,
-            "total": total,
-            "successful": counts.cum_rows - counts.cum_failed,
-            "failed": counts.cum_failed,
-            "current chunk": counts.index + 1,
-            "total chunks": len(plan.chunks),
-        },
-        force=counts.index == len(plan.chunks) - 1,
+        _status(plan, counts.cum_rows, counts.cum_failed, counts.index + 1),
     )
+
+
+def _status(plan: ImportPlan, processed: int, failed: int, chunk: int) -> dict[str, object]:
+    return {
+        "processed": processed,
+        "total": plan.total_rows,
+        "successful": processed - failed,
+        "failed": failed,
+        "current chunk": chunk,
+        "total chunks": len(plan.chunks),
+    }
 
 
 def _summarize(progress: RunProgress, plan: ImportPlan, result: ImportResult) -> None:
     summary = result.model_dump()
-    progress.update(100.0, summary, force=True)
+    status = _status(plan, result.total, result.failed, len(plan.chunks))
+    progress.update(100.0, status, force=True, summary=summary)
     progress.table(f"import-{plan.job.table.name}-summary", [summary], f"import {result.import_id}")
     rejects = first_rejects(get_engine(plan.job.database), result.import_id)
     progress.table(

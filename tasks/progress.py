@@ -65,8 +65,16 @@ class RunProgress:
                 ),
             )
 
-    def update(self, percent: float, status: Mapping[str, object], *, force: bool = False) -> None:
-        """Show `percent` done and a one-row status table; throttled unless `force`."""
+    def update(
+        self,
+        percent: float,
+        status: Mapping[str, object],
+        *,
+        force: bool = False,
+        summary: Mapping[str, object] | None = None,
+    ) -> None:
+        """Show `percent` done and a one-row status table (and a summary under it, at the
+        end); throttled unless `force`."""
         now = time.monotonic()
         if self.progress_id is None or self.status_id is None:
             return
@@ -75,6 +83,8 @@ class RunProgress:
         self.last_update = now
         update_progress_artifact(self.progress_id, min(max(percent, 0.0), 100.0))
         markdown = f"### {self.title}\n\n{markdown_table(status)}"
+        if summary is not None:
+            markdown += f"\n\n#### Summary\n\n{markdown_table(summary)}"
         with get_client(sync_client=True) as client:
             client.update_artifact(self.status_id, ArtifactUpdate(data=markdown))
 

@@ -1,0 +1,86 @@
+"""Shared helpers for flow tests: generated users files and what importing them must give."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.generate import Generated, create_users_table, write_users_csv
+
+
+@dataclass(frozen=True)
+class UsersFile:
+    """A generated users CSV and the facts a test needs about it."""
+
+    path: Path
+    generated: Generated
+
+
+def make_users(
+    tmp_path: Path,
+    url: str,
+    rows: int,
+    *,
+    invalid_rate: float = 0.05,
+    duplicate_rate: float = 0.05,
+    seed: int = 7,
+    name: str = "users.csv",
+) -> UsersFile:
+    """Write a users file and create an empty users table at `url`."""
+    path = tmp_path / name
+    generated = write_users_csv(
+        path, rows, invalid_rate=invalid_rate, duplicate_rate=duplicate_rate, seed=seed
+    )
+    create_users_table(url, replace=True)
+    return UsersFile(path=path, generated=generated)
+
+
+def expected_ids(users: UsersFile, keep: str) -> dict[str, str]:
+    """email -> id that a skip ("first") or update ("last") import must leave in the table."""
+    invalid = set(users.generated.invalid_lines)
+    winners: dict[str, str] = {}
+    with users.path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        start = 2
+        for row in reader:
+            if start not in invalid and (keep == "last" or row[1] not in winners):
+                winners[row[1]] = row[0]
+            start = reader.line_num + 1
+    return winners
+
+
+def table_ids(url: str, table: str = "users") -> dict[str, str]:
+    """email -> id as the table holds them."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT email, id FROM {table}")).all()
+    finally:
+        engine.dispose()
+    return {email: str(user_id) for email, user_id in rows}
+
+
+def query(url: str, sql: str, **params: Any) -> list[sa.Row[Any]]:
+    """Run one SELECT against the test database."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(sa.text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, *statements: str) -> None:
+    """Run statements in one transaction."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()

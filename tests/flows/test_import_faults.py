@@ -1,0 +1,149 @@
+"""Faults on the real PostgreSQL: a killed worker, a dropped connection, a deadlock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from prefect.settings import PREFECT_API_URL
+
+from bench.generate import KEY, RULES
+from flows.import_csv import import_csv
+from tasks.chunk_writer import PostgresWriter
+from tasks.csv_plan import ChunkSpec
+from tasks.errors import TargetError
+from tasks.retry import is_transient
+from tests.flows.helpers import execute, expected_ids, make_users, query, table_ids
+
+CHILD = """
+import sys
+from bench.generate import KEY, RULES
+from flows.import_csv import import_csv
+import_csv(source=sys.argv[1], table="users", key=KEY, rules=RULES, chunk_size=100,
+           max_concurrency=4, import_id="killed", database=sys.argv[2])
+"""
+
+
+def _committed_chunks(url: str) -> int:
+    exists = query(url, "SELECT to_regclass('batchflows_chunks') IS NOT NULL")[0][0]
+    return int(query(url, "SELECT count(*) FROM batchflows_chunks")[0][0]) if exists else 0
+
+
+def test_kill_9_mid_import_then_rerun_gives_the_uninterrupted_result(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    users = make_users(tmp_path, postgres_url, 4000)
+    # Each chunk's insert takes 50 ms longer, so the kill lands mid-import.
+    execute(
+        postgres_url,
+        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$",
+        "CREATE TRIGGER slow_down AFTER INSERT ON users "
+        "FOR EACH STATEMENT EXECUTE FUNCTION slow_down()",
+    )
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(users.path), postgres_url],
+        env=env,
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _committed_chunks(postgres_url) < 8:
+            assert child.poll() is None, "the import ended before it could be killed"
+            assert time.monotonic() < deadline, "the import never got going"
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    killed_at = _committed_chunks(postgres_url)
+    assert 8 <= killed_at < 40
+    status = query(postgres_url, "SELECT status FROM batchflows_imports")[0][0]
+    assert status == "running"  # nobody was left to record the crash
+
+    resumed = import_csv(
+        source=str(users.path),
+        table="users",
+        key=KEY,
+        rules=RULES,
+        chunk_size=100,
+        import_id="killed",
+        database=postgres_url,
+    )
+    assert resumed.resumed_chunks >= killed_at
+    assert resumed.total == 4000
+    assert resumed.failed == users.generated.invalid
+    assert resumed.total == resumed.inserted + resumed.updated + resumed.skipped + resumed.failed
+    assert table_ids(postgres_url) == expected_ids(users, "first")
+    assert resumed.inserted == len(expected_ids(users, "first"))
+    assert query(
+        postgres_url, "SELECT count(*), count(DISTINCT chunk_index) FROM batchflows_chunks"
+    )[0] == (40, 40)
+    rejects = query(postgres_url, "SELECT count(*), count(DISTINCT line) FROM batchflows_rejects")
+    assert rejects[0] == (users.generated.invalid, users.generated.invalid)
+
+
+def test_a_connection_dropped_mid_chunk_is_retried_and_applied_once(
+    tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = make_users(tmp_path, postgres_url, 600)
+    real_wait = PostgresWriter.wait_for_previous
+    dropped: list[int] = []
+
+    def drop_connection_once(self: PostgresWriter, cur: Any, index: int) -> tuple[int, int]:
+        if index == 2 and not dropped:
+            dropped.append(index)
+            cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return real_wait(self, cur, index)
+
+    monkeypatch.setattr(PostgresWriter, "wait_for_previous", drop_connection_once)
+    result = import_csv(
+        source=str(users.path),
+        table="users",
+        key=KEY,
+        rules=RULES,
+        chunk_size=100,
+        database=postgres_url,
+    )
+    assert dropped == [2]
+    assert result.total == 600
+    assert result.total == result.inserted + result.updated + result.skipped + result.failed
+    assert table_ids(postgres_url) == expected_ids(users, "first")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.DeadlockDetected("deadlock detected"),
+        psycopg.errors.SerializationFailure("could not serialize"),
+        psycopg.errors.AdminShutdown("terminating connection"),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+    ],
+)
+def test_deadlocks_and_lost_connections_are_transient(error: Exception, postgres_url: str) -> None:
+    writer = PostgresWriter.__new__(PostgresWriter)
+    chunk = ChunkSpec(index=3, start=0, end=1, first_line=2, first_row=1, rows=1)
+    with pytest.raises(TargetError) as caught, writer.translate_errors(chunk):
+        raise error
+    assert is_transient(caught.value)
+    assert "chunk 3" in str(caught.value)
+    del postgres_url
+
+
+def test_a_refusal_that_is_not_row_level_fails_without_retry(postgres_url: str) -> None:
+    writer = PostgresWriter.__new__(PostgresWriter)
+    chunk = ChunkSpec(index=1, start=0, end=1, first_line=2, first_row=1, rows=1)
+    with pytest.raises(TargetError) as caught, writer.translate_errors(chunk):
+        raise psycopg.errors.InsufficientPrivilege("permission denied for table users")
+    assert not is_transient(caught.value)
+    assert "permission denied" in str(caught.value)
+    del postgres_url
