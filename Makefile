@@ -32,4 +32,10 @@ check: setup ## ruff (lint + format) and mypy
 test: check ## everything CI runs: ruff, mypy, then pytest against real PostgreSQL and Prefect
 	$(PY) -m pytest
 
-.PHONY: help setup lock check test
+demo: setup ## import a generated 100k-row users file into the embedded SQLite default
+	$(PY) -m deployments.demo
+
+bench: setup ## benchmarks against their baselines (psql \copy, ...), measured in the same run
+	$(PY) -m bench.bench_import
+
+.PHONY: help setup lock check test demo bench
