@@ -147,13 +147,17 @@ class ChunkWriter(ABC):
     def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
         """Stage the rows, wait for the previous chunk and apply, in one transaction."""
 
+    def prepare(self, cur: Any, staged: StagedChunk) -> None:
+        """What needs no turn: claim the ledger row and store the validation rejects."""
+        if not self.claim(cur, staged.chunk):
+            raise _AlreadyCommitted
+        self.insert_rejects(cur, staged.chunk.index, staged.rejects)
+
     def apply_in_transaction(
         self, cur: Any, staged: StagedChunk, previous: tuple[int, int]
     ) -> ChunkCounts:
-        """Everything after staging: ledger claim, apply, rejects, counts; inside the txn."""
+        """Once the previous chunk committed: apply, then the counts; inside the txn."""
         chunk = staged.chunk
-        if not self.claim(cur, chunk):
-            raise _AlreadyCommitted
         ordinals = np.arange(len(staged.lines), dtype=np.int64)
         if self.job.options.reverse:
             self.drop_claimed_keys(cur)
@@ -176,7 +180,7 @@ class ChunkWriter(ABC):
         if counts.inserted + counts.updated + counts.skipped + counts.failed != counts.rows:
             raise AssertionError(f"chunk {chunk.index}: counts do not add up: {counts}")
         self.check_error_rate(counts)
-        self.insert_rejects(cur, chunk.index, [*staged.rejects, *refused])
+        self.insert_rejects(cur, chunk.index, refused)
         self.execute(
             cur,
             "UPDATE batchflows_chunks SET rows = {p}, inserted = {p}, updated = {p}, "
@@ -390,15 +394,20 @@ class PostgresWriter(ChunkWriter):
             conn.rollback()
         with conn.transaction():
             cur = conn.cursor()
-            # Validation reads a timestamptz without offset as UTC; so must the server.
-            cur.execute("SET LOCAL TimeZone = 'UTC'")
-            # Held until commit: the next chunk waits on this lock instead of polling.
+            # Validation reads a timestamptz without offset as UTC, so must the server; the
+            # advisory lock, held until commit, is what the next chunk waits on.
+            # Commit without waiting for the WAL flush: rows and ledger row stay atomic, so a
+            # server crash can only lose whole chunks, which the resume then redoes; the
+            # import's final synchronous commit flushes them all before it reports success.
             cur.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
+                "SELECT set_config('TimeZone', 'UTC', true), "
+                "set_config('synchronous_commit', 'off', true), "
+                "pg_advisory_xact_lock(hashtext(%s), %s)",
                 (self.job.import_id, staged.chunk.index),
             )
             if staged.records is None or not self._stage_records(cur, staged.records, staged):
                 self._stage_values(cur, staged.values)
+            self.prepare(cur, staged)
             previous = self.wait_for_previous(cur, staged.chunk.index)
             return self.apply_in_transaction(cur, staged, previous)
 
@@ -414,9 +423,7 @@ class PostgresWriter(ChunkWriter):
             with cur.connection.transaction():
                 cur.execute(
                     f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS "
-                    f"SELECT {', '.join(self.columns)} FROM {self.target} WITH NO DATA"
-                )
-                cur.execute(
+                    f"SELECT {', '.join(self.columns)} FROM {self.target} WITH NO DATA; "
                     f"ALTER TABLE {STAGE} ADD COLUMN {ORD} bigint "
                     "GENERATED ALWAYS AS IDENTITY (MINVALUE 0 START WITH 0)"
                 )
@@ -448,9 +455,11 @@ class PostgresWriter(ChunkWriter):
 
     def await_turn(self, cur: Any, previous: int) -> None:
         # Wait for the previous chunk's transaction lock to be free, and hold nothing.
-        params = (self.job.import_id, previous)
-        cur.execute("SELECT pg_advisory_lock(hashtext(%s), %s)", params)
-        cur.execute("SELECT pg_advisory_unlock(hashtext(%s), %s)", params)
+        cur.execute(
+            "SELECT pg_advisory_lock(hashtext(%(id)s), %(chunk)s), "
+            "pg_advisory_unlock(hashtext(%(id)s), %(chunk)s)",
+            {"id": self.job.import_id, "chunk": previous},
+        )
 
     def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:
         """Anti-join INSERT (and UPDATE ... FROM): much cheaper than ON CONFLICT's speculative
@@ -593,6 +602,7 @@ class SqliteWriter(ChunkWriter):
             )
             marks = ", ".join("?" for _ in staged.values.column_names)
             cur.executemany(f"INSERT INTO {self.stage} VALUES ({marks})", _rows(staged.values))
+            self.prepare(cur, staged)
             counts = self.apply_in_transaction(cur, staged, previous)
             cur.execute(f"DROP TABLE {self.stage}")
             cur.execute("COMMIT")

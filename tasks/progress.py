@@ -47,7 +47,7 @@ def _cell(value: object) -> str:
 class RunProgress:
     """The live artifacts of one flow run."""
 
-    def __init__(self, title: str, description: str, min_interval: float = 0.5) -> None:
+    def __init__(self, title: str, description: str, min_interval: float = 1.0) -> None:
         self.title = title
         self.min_interval = min_interval
         self.enabled = FlowRunContext.get() is not None

@@ -105,7 +105,7 @@ def validate(
         raw = strings.column(name).combine_chunks()
         column = spec.column(name)
         rule = rules.get(name, ColumnRule())
-        present = _mask(raw.is_valid())
+        present = np.ones(rows, dtype=np.bool_) if raw.null_count == 0 else _mask(raw.is_valid())
         if name in required or rule.required or not column.nullable:
             failures.append((name, raw, ~present, _missing_reason(column.nullable)))
         converted, checks = _convert(raw, column)
@@ -288,10 +288,16 @@ def _timestamps(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list
     subset = _try_cast(pc.if_else(pa.array(canonical), raw, None), unit)
     if subset is None:
         return _timestamps_by_parts(raw, column)
-    rest, checks = _timestamps_by_parts(pc.if_else(pa.array(canonical), None, raw), column)
-    return pc.if_else(pa.array(canonical), subset, rest), [
-        (bad & ~canonical, reason) for bad, reason in checks
-    ]
+    # Only the few other cells take the slow path; their results go back in place.
+    others = np.flatnonzero(~canonical & _mask(raw.is_valid()))
+    rest, checks = _timestamps_by_parts(raw.take(pa.array(others)), column)
+    values = pc.replace_with_mask(subset, pa.array(~canonical & _mask(raw.is_valid())), rest)
+    placed: list[Check] = []
+    for bad, reason in checks:
+        full = np.zeros(len(raw), dtype=np.bool_)
+        full[others] = bad
+        placed.append((full, reason))
+    return values, placed
 
 
 def _timestamps_by_parts(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
