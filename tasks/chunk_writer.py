@@ -132,7 +132,7 @@ class ChunkWriter(ABC):
         key_set = set(job.options.key)
         self.non_key = [quote(dialect, c) for c in job.columns if c not in key_set]
         self.kinds = {quote(dialect, c.name): (c.kind, c.sql_type) for c in job.table.columns}
-        self.refused_ordinals: list[int] = []
+        self.refused: dict[int, Reject] = {}
         self.lines: IntArray = np.zeros(0, dtype=np.int64)
 
     def write(self, staged: StagedChunk) -> ChunkCounts:
@@ -161,18 +161,17 @@ class ChunkWriter(ABC):
         ordinals = np.arange(len(staged.lines), dtype=np.int64)
         if self.job.options.reverse:
             self.drop_claimed_keys(cur)
-        refused: list[Reject] = []
-        inserted, updated = self.apply_rows(cur, staged, ordinals, refused)
+        inserted, updated = self.apply_rows(cur, staged, ordinals)
         if self.job.options.reverse:
             self.claim_keys(cur)
-        failed = len(staged.rejects) + len(refused)
+        failed = len(staged.rejects) + len(self.refused)
         counts = ChunkCounts(
             index=chunk.index,
             rows=staged.rows,
             inserted=inserted,
             updated=updated,
             # Staged rows not written were identical, or superseded by a later chunk.
-            skipped=len(ordinals) - len(refused) - inserted - updated + staged.superseded,
+            skipped=len(ordinals) - len(self.refused) - inserted - updated + staged.superseded,
             failed=failed,
             cum_rows=previous[0] + staged.rows,
             cum_failed=previous[1] + failed,
@@ -180,7 +179,7 @@ class ChunkWriter(ABC):
         if counts.inserted + counts.updated + counts.skipped + counts.failed != counts.rows:
             raise AssertionError(f"chunk {chunk.index}: counts do not add up: {counts}")
         self.check_error_rate(counts)
-        self.insert_rejects(cur, chunk.index, refused)
+        self.insert_rejects(cur, chunk.index, list(self.refused.values()))
         self.execute(
             cur,
             "UPDATE batchflows_chunks SET rows = {p}, inserted = {p}, updated = {p}, "
@@ -200,10 +199,9 @@ class ChunkWriter(ABC):
         )
         return counts
 
-    def apply_rows(
-        self, cur: Any, staged: StagedChunk, ordinals: IntArray, refused: list[Reject]
-    ) -> tuple[int, int]:
-        """(inserted, updated) for the staged rows `ordinals`, bisecting refusals."""
+    def apply_rows(self, cur: Any, staged: StagedChunk, ordinals: IntArray) -> tuple[int, int]:
+        """(inserted, updated) for the staged rows `ordinals`; refused rows are bisected out
+        into `self.refused`."""
         if len(ordinals) == 0:
             return 0, 0
         try:
@@ -212,22 +210,19 @@ class ChunkWriter(ABC):
         except RowRefused as exc:
             if len(ordinals) == 1:
                 ordinal = int(ordinals[0])
-                refused.append(
-                    Reject(
-                        line=int(staged.lines[ordinal]),
-                        raw=staged.raw_of(ordinal),
-                        errors={"_database": _first_line(exc.__cause__ or exc)},
-                    )
+                self.refused[ordinal] = Reject(
+                    line=int(staged.lines[ordinal]),
+                    raw=staged.raw_of(ordinal),
+                    errors={"_database": _first_line(exc.__cause__ or exc)},
                 )
-                self.refused_ordinals.append(ordinal)
                 return 0, 0
             middle = len(ordinals) // 2
-            first = self.apply_rows(cur, staged, ordinals[:middle], refused)
-            second = self.apply_rows(cur, staged, ordinals[middle:], refused)
+            first = self.apply_rows(cur, staged, ordinals[:middle])
+            second = self.apply_rows(cur, staged, ordinals[middle:])
             return first[0] + second[0], first[1] + second[1]
 
     def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:
-        """(inserted, updated) for the staged rows with lines in [low, high]."""
+        """(inserted, updated) for the staged rows with ordinals in [low, high]."""
         select = (
             f"SELECT {', '.join(self.columns)} FROM {self.stage} "
             f"WHERE {ORD} BETWEEN {{p}} AND {{p}}"
@@ -280,7 +275,7 @@ class ChunkWriter(ABC):
 
     def claim_keys(self, cur: Any) -> None:
         """Record the keys this chunk applied (not those the database refused)."""
-        for ordinal in self.refused_ordinals:
+        for ordinal in self.refused:
             self.execute(cur, f"DELETE FROM {self.stage} WHERE {ORD} = {{p}}", (ordinal,))
         self.execute(
             cur,

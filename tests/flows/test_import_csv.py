@@ -193,7 +193,10 @@ def test_max_error_rate_stops_before_writing_more(tmp_path: Path, database_url: 
     assert query(database_url, "SELECT status FROM batchflows_imports")[0][0] == "failed"
 
 
-def test_rows_the_database_refuses_become_rejects(tmp_path: Path, database_url: str) -> None:
+@pytest.mark.parametrize("on_conflict", ["skip", "update"])
+def test_rows_the_database_refuses_become_rejects(
+    tmp_path: Path, database_url: str, on_conflict: str
+) -> None:
     users = make_users(tmp_path, database_url, 120, invalid_rate=0, duplicate_rate=0)
     execute(database_url, "DROP TABLE users")
     execute(
@@ -202,7 +205,7 @@ def test_rows_the_database_refuses_become_rejects(tmp_path: Path, database_url: 
         "name varchar(100) NOT NULL, age integer CHECK (age < 60), score numeric(8,2), "
         "active boolean NOT NULL, created_at timestamp NOT NULL, bio text)",
     )
-    result = _import(users.path, database_url, rules={})
+    result = _import(users.path, database_url, rules={}, on_conflict=on_conflict)
     too_old = query(database_url, "SELECT count(*) FROM users WHERE age >= 60")[0][0]
     assert too_old == 0
     assert result.failed > 0
