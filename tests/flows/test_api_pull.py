@@ -1,0 +1,231 @@
+"""api-pull against a real loopback server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from flows.api_pull import api_pull
+from tasks.api_pagination import Pagination
+from tasks.api_watermark import Incremental
+from tasks.errors import ApiError, InputError, RateLimited
+from tests.api_server import FakeApi, Reply, Seen, items
+from tests.flows.api_fixtures import create_items_table, rows
+
+FAST: dict[str, Any] = {"backoff_seconds": 0.01, "breaker_pause_seconds": 0.1}
+UPDATED = Incremental(field="updated_at", param="updated_at_gte")
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    with FakeApi({"items": items(300)}, limit_per_second=100).run() as server:
+        yield server
+
+
+def pull(api: FakeApi, database_url: str, **options: Any) -> Any:
+    arguments: dict[str, Any] = {
+        "base_url": api.url,
+        "path": "/items",
+        "table": "items",
+        "key": ["id"],
+        "page_size": 20,
+        "rate_limit_per_second": 100,
+        "max_concurrency": 5,
+        "database": database_url,
+        **FAST,
+    }
+    return api_pull(**(arguments | options))
+
+
+def stored_ids(database_url: str) -> list[int]:
+    return [row[0] for row in rows(database_url, "SELECT id FROM items ORDER BY id")]
+
+
+def test_pull_stores_every_record_once_and_never_exceeds_the_rate(
+    api: FakeApi, database_url: str
+) -> None:
+    create_items_table(database_url)
+
+    result = pull(api, database_url)
+
+    assert stored_ids(database_url) == list(range(1, 301))
+    assert (result.records, result.inserted, result.updated, result.pages) == (300, 300, 0, 15)
+    assert result.requests == 15
+    assert result.rate_limited == 0
+    assert api.max_in_any_second() <= 100
+
+
+def test_pull_fetches_pages_concurrently_but_never_more_than_max_concurrency(
+    database_url: str,
+) -> None:
+    create_items_table(database_url)
+    api = FakeApi({"items": items(300)})
+    in_flight = [0, 0]  # now, most
+    lock = threading.Lock()
+
+    def count_in_flight(seen: Seen) -> Reply | None:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight)
+        time.sleep(0.1)
+        with lock:
+            in_flight[0] -= 1
+        return None
+
+    api.hooks.append(count_in_flight)
+    with api.run():
+        result = pull(api, database_url, max_concurrency=3)
+
+    assert result.records == 300
+    assert in_flight[1] == 3
+
+
+def test_rerun_updates_only_records_that_changed(api: FakeApi, database_url: str) -> None:
+    create_items_table(database_url)
+    pull(api, database_url)
+    api.collections["items"][6]["name"] = "renamed"
+
+    result = pull(api, database_url)
+
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 299)
+    assert rows(database_url, "SELECT name FROM items WHERE id = 7") == [("renamed",)]
+
+
+def test_incremental_second_run_asks_only_for_records_at_or_after_the_mark(
+    api: FakeApi, database_url: str
+) -> None:
+    create_items_table(database_url)
+    first = pull(api, database_url, incremental=UPDATED)
+    mark = api.collections["items"][-1]["updated_at"]
+    assert first.cursor == mark
+    api.collections["items"].extend(items(30, start=301))
+    api.seen.clear()
+
+    second = pull(api, database_url, incremental=UPDATED)
+
+    queries = [seen.query for seen in api.seen]
+    assert all(query["updated_at_gte"] == mark for query in queries)
+    assert all(query["_sort"] == "updated_at" for query in queries)
+    assert (second.records, second.inserted, second.unchanged) == (31, 30, 1)
+    assert stored_ids(database_url) == list(range(1, 331))
+    state = rows(database_url, "SELECT last_value, records FROM batchflows_sync_state")
+    assert state == [(json.dumps(items(1, start=330)[0]["updated_at"]), 331)]
+
+
+def test_crash_between_pages_resumes_at_the_stored_mark_without_loss(
+    api: FakeApi, database_url: str
+) -> None:
+    create_items_table(database_url)
+    broken = {"page": "4"}
+
+    def break_page_four(seen: Seen) -> Reply | None:
+        if seen.query.get("_page") == broken["page"]:
+            return Reply(400, '{"error": "boom"}')
+        return None
+
+    api.hooks.append(break_page_four)
+    with pytest.raises(ApiError, match="400"):
+        pull(api, database_url, incremental=UPDATED)
+    # Pages 1-3 committed with the mark of their last record; nothing after it.
+    assert stored_ids(database_url) == list(range(1, 61))
+    mark = rows(database_url, "SELECT last_value FROM batchflows_sync_state")[0][0]
+    assert json.loads(mark) == api.collections["items"][59]["updated_at"]
+
+    broken["page"] = "never"
+    api.seen.clear()
+    result = pull(api, database_url, incremental=UPDATED)
+
+    assert api.seen[0].query["updated_at_gte"] == json.loads(mark)
+    assert stored_ids(database_url) == list(range(1, 301))
+    assert result.inserted == 240
+
+
+def test_pull_retries_503_and_429_and_counts_them(database_url: str) -> None:
+    create_items_table(database_url)
+    api = FakeApi({"items": items(100)})
+    faults = [Reply(503, "down"), Reply(429, "{}", {"Retry-After": "0"}), Reply(503, "down")]
+
+    def inject(seen: Seen) -> Reply | None:
+        return faults.pop(0) if faults and seen.query.get("_page") == "2" else None
+
+    api.hooks.append(inject)
+    with api.run():
+        result = pull(api, database_url)
+
+    assert stored_ids(database_url) == list(range(1, 101))
+    assert result.retries == 3
+    assert result.rate_limited == 1
+
+
+def test_pull_follows_cursors_in_an_envelope(sqlite_url: str) -> None:
+    create_items_table(sqlite_url)
+    cursor = Pagination(type="cursor", records_path="data", cursor_path="next_cursor")
+    with FakeApi({"items": items(95)}, envelope=True).run() as api:
+        result = pull(api, sqlite_url, pagination=cursor)
+
+    assert stored_ids(sqlite_url) == list(range(1, 96))
+    assert result.pages == 5
+    assert result.cursor == "cursor=80"
+
+
+def test_pull_pages_one_after_another_without_a_total(sqlite_url: str) -> None:
+    create_items_table(sqlite_url)
+    with FakeApi({"items": items(45)}, counts=False).run() as api:
+        result = pull(api, sqlite_url)
+
+    assert stored_ids(sqlite_url) == list(range(1, 46))
+    assert result.pages == 3
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "message"),
+    [
+        (Reply(200, "<html>hi</html>", content_type="text/html"), ApiError, "not JSON"),
+        (Reply(401, "{}"), ApiError, "401.*auth_block"),
+        (Reply(429, "{}", {"Retry-After": "3600"}), RateLimited, "Retry-After 3600 s"),
+        (Reply(200, '[{"name": "no id"}]'), InputError, "parameter 'key': record 1"),
+    ],
+    ids=["non-json-body", "unauthorized", "retry-after-an-hour", "record-without-key"],
+)
+def test_bad_answers_fail_fast_with_a_clear_error(
+    sqlite_url: str, reply: Reply, error: type[Exception], message: str
+) -> None:
+    create_items_table(sqlite_url)
+    api = FakeApi({"items": items(10)})
+    api.hooks.append(lambda seen: reply)
+    started = time.monotonic()
+    with api.run(), pytest.raises(error, match=message):
+        pull(api, sqlite_url)
+    assert time.monotonic() - started < 10
+    assert stored_ids(sqlite_url) == []
+
+
+def test_missing_records_path_names_the_parameter(sqlite_url: str) -> None:
+    create_items_table(sqlite_url)
+    wrong = Pagination(type="cursor", records_path="results")
+    with (
+        FakeApi({"items": items(10)}, envelope=True).run() as api,
+        pytest.raises(InputError, match=r"pagination.records_path.*'results'.*data"),
+    ):
+        pull(api, sqlite_url, pagination=wrong)
+
+
+def test_unreachable_host_fails_after_its_retries(sqlite_url: str) -> None:
+    create_items_table(sqlite_url)
+    started = time.monotonic()
+    with pytest.raises(ApiError, match=r"ConnectError.*after 3 attempts"):
+        api_pull(
+            base_url="http://127.0.0.1:9",
+            path="/items",
+            table="items",
+            key=["id"],
+            max_retries=2,
+            database=sqlite_url,
+            **FAST,
+        )
+    assert time.monotonic() - started < 10
