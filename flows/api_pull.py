@@ -9,10 +9,12 @@ from pydantic import BaseModel
 
 from tasks.api_pagination import Pagination, Scalar
 from tasks.api_pull_pages import fetch_page, pages_in_order, store_pages
-from tasks.api_pull_plan import endpoint, plan_pull
+from tasks.api_pull_plan import plan_pull
 from tasks.api_report import ApiProgress
 from tasks.api_watermark import Incremental
-from tasks.http_caller import HttpCaller, HttpOptions, api_task_runner
+from tasks.http_caller import HttpCaller
+from tasks.http_client import endpoint
+from tasks.http_options import HttpOptions, api_task_runner, documents_http_parameters
 from tasks.run_log import run_logger
 
 
@@ -33,6 +35,7 @@ class PullResult(BaseModel):
 
 
 @flow(name="api-pull", log_prints=True, task_runner=api_task_runner())
+@documents_http_parameters
 def api_pull(
     *,
     base_url: str,
@@ -58,6 +61,9 @@ def api_pull(
 ) -> PullResult:
     """Read every page of `base_url` + `path` and upsert its records into `table` on `key`.
 
+    The HTTP parameters (headers to breaker_pause_seconds) are described once, in
+    `tasks.http_options.HttpOptions`; `@documents_http_parameters` adds them below.
+
     Args:
         base_url: Root of the API, e.g. https://api.example.com/v1.
         path: Path of the collection under base_url, e.g. /users.
@@ -69,22 +75,9 @@ def api_pull(
             records sits in a response (default: the body itself).
         page_size: Records asked for per page.
         params: Fixed query parameters sent with every request.
-        headers: Extra request headers; never credentials (use auth_block).
-        auth_block: Name of a Prefect Secret block whose value is sent as the Authorization
-            header.
         incremental: Fetch only what changed: `field` of the records (e.g. updated_at) and
             the query `param` asking for records at or after a value (e.g. updated_at_gte).
             The mark is stored in batchflows_sync_state with the pages it covers.
-        rate_limit_per_second: Never more requests than this in any one-second window.
-        max_concurrency: Requests in flight at once (and the largest burst).
-        global_limit: Name of a Prefect global concurrency limit with slot decay, used as a
-            rate limit shared by every run and worker (on top of rate_limit_per_second).
-        timeout_seconds: Timeout of each request (connect at most 10 s).
-        max_retries: Retries of one request after transport errors, 408, 429 and 5xx.
-        backoff_seconds: First retry pause; doubles on each retry, with jitter.
-        max_retry_after: Longest Retry-After honoured; a longer one fails the request.
-        breaker_failures: Consecutive failures after which requests pause.
-        breaker_pause_seconds: How long requests pause when the circuit opens.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
     """

@@ -10,7 +10,6 @@ therefore leaves a mark below every record not yet stored, and the next run resu
 from __future__ import annotations
 
 import itertools
-from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -37,6 +36,7 @@ from tasks.errors import InputError
 from tasks.http_caller import HttpCaller
 from tasks.retry import BACKOFF_FACTOR, JITTER, retry_if_transient
 from tasks.run_log import run_logger
+from tasks.task_window import results_in_order
 
 WRITE_RETRIES = 3
 
@@ -66,7 +66,7 @@ class PullTotals(BaseModel):
 
 def fetch_one(caller: HttpCaller, plan: PullPlan, request: PageRequest) -> Page:
     """One page, its records checked to carry the key."""
-    response = caller.request("GET", request.url, params=request.params)
+    response = caller.try_request("GET", request.url, params=request.params).unwrap()
     page = read_page(plan.pagination, request, response)
     key = plan.target.key
     for position, record in enumerate(page.records):
@@ -103,23 +103,14 @@ def pages_in_order(caller: HttpCaller, plan: PullPlan, first: Page) -> PageStrea
         return PageStream(None, _one_after_another(caller, plan, first))
     requests = remaining_requests(plan.pagination, first, plan.page_size)
     ahead = 2 * caller.options.max_concurrency
-    pages = itertools.chain([(first, not requests)], _window(caller, plan, requests, ahead))
-    return PageStream(1 + len(requests), pages)
 
+    def submit(request: PageRequest) -> PrefectFuture[Page]:
+        return fetch_page.submit(caller, plan, request)
 
-def _window(
-    caller: HttpCaller, plan: PullPlan, requests: list[PageRequest], ahead: int
-) -> Iterator[tuple[Page, bool]]:
-    pending = iter(requests)
-    window: deque[PrefectFuture[Page]] = deque(
-        fetch_page.submit(caller, plan, request) for request in itertools.islice(pending, ahead)
-    )
-    while window:
-        page = window.popleft().result()
-        following = next(pending, None)
-        if following is not None:
-            window.append(fetch_page.submit(caller, plan, following))
-        yield page, not window
+    later = results_in_order(submit, requests, ahead)
+    pages = itertools.chain([first], later)
+    count = 1 + len(requests)
+    return PageStream(count, ((page, page.request.index == count - 1) for page in pages))
 
 
 def _one_after_another(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 from prefect import task
 from pydantic import BaseModel
 
@@ -32,20 +31,6 @@ class PullPlan(BaseModel):
     first: PageRequest
     incremental: Incremental | None
     stored_mark: str | None
-
-
-def endpoint(base_url: str, path: str) -> str:
-    """`base_url` joined with `path`, checked to be an absolute http(s) URL."""
-    url = base_url.rstrip("/") + "/" + path.lstrip("/") if path else base_url
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise InputError(f"parameter 'base_url': {url!r} is not a URL ({exc})") from exc
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InputError(
-            f"parameter 'base_url': {base_url!r} must be an absolute http:// or https:// URL"
-        )
-    return url
 
 
 def source_name(table: str, url: str, params: dict[str, Scalar]) -> str:

@@ -15,69 +15,23 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple
 
 import httpx
-from prefect.futures import PrefectFuture
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from tasks.errors import ApiError, InputError, RateLimited, ServerError
+from tasks.errors import ApiError, RateLimited, ServerError
 from tasks.http_auth import auth_headers, plain_headers
 from tasks.http_breaker import Breaker
 from tasks.http_client import request_timeout, shared_client
 from tasks.http_limiter import RateLimiter
-from tasks.http_retry import RetryPolicy, RetryWait, parse_retry_after
+from tasks.http_options import HttpOptions
+from tasks.http_retry import RetryWait, parse_retry_after
 
-MAX_CONCURRENCY = 32
 EXCERPT_CHARS = 300
 
 JsonBody = dict[str, Any] | list[Any]
-
-
-def api_task_runner() -> TaskRunner[PrefectFuture[Any]]:
-    """Threads for a run's tasks: enough for the largest `max_concurrency` plus writers."""
-    # ThreadPoolTaskRunner is a TaskRunner of concurrent futures, which mypy cannot widen.
-    return cast(
-        "TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=2 * MAX_CONCURRENCY)
-    )
-
-
-class HttpOptions(BaseModel):
-    """The HTTP parameters every API flow takes, gathered from its flat keyword arguments."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    rate_limit_per_second: float = Field(default=10.0, gt=0)
-    max_concurrency: int = Field(default=5, ge=1, le=MAX_CONCURRENCY)
-    global_limit: str | None = None
-    headers: dict[str, str] | None = None
-    auth_block: str | None = None
-    timeout_seconds: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=5, ge=0)
-    backoff_seconds: float = Field(default=0.5, gt=0)
-    max_retry_after: float = Field(default=60.0, ge=0)
-    breaker_failures: int = Field(default=5, ge=1)
-    breaker_pause_seconds: float = Field(default=30.0, ge=0)
-
-    @classmethod
-    def from_parameters(cls, parameters: Mapping[str, object]) -> HttpOptions:
-        """The HTTP options among a flow's parameters; a bad value names its parameter."""
-        try:
-            return cls.model_validate(parameters)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            name = ".".join(str(part) for part in first["loc"])
-            raise InputError(f"parameter {name!r}: {first['msg']}") from exc
-
-    @property
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_retries=self.max_retries,
-            backoff_seconds=self.backoff_seconds,
-            max_retry_after=self.max_retry_after,
-        )
 
 
 class CallSummary(BaseModel):
@@ -143,6 +97,21 @@ class CallStats:
             )
 
 
+class Attempted(NamedTuple):
+    """How a request ended: its response or its error, after `attempts` tries."""
+
+    response: httpx.Response | None
+    error: ApiError | None
+    attempts: int
+
+    def unwrap(self) -> httpx.Response:
+        """The successful response, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        assert self.response is not None
+        return self.response
+
+
 class HttpCaller:
     """The rate-limited, retrying, circuit-broken requests of one run (module docstring)."""
 
@@ -162,7 +131,7 @@ class HttpCaller:
     def summary(self) -> CallSummary:
         return self.stats.summary(self.breaker.pauses)
 
-    def request(
+    def try_request(
         self,
         method: str,
         url: str,
@@ -170,8 +139,8 @@ class HttpCaller:
         params: Mapping[str, Any] | None = None,
         json_body: JsonBody | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """The successful (2xx) response, after the retries the policy allows; else `ApiError`."""
+    ) -> Attempted:
+        """The successful response or the final `ApiError`, and how many attempts it took."""
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
             wait=RetryWait(self.policy),
@@ -181,14 +150,19 @@ class HttpCaller:
         )
         merged = self.headers | dict(headers or {})
         try:
-            return retrying(self._attempt, method, url, params, json_body, merged)
+            response = retrying(self._attempt, method, url, params, json_body, merged)
+        except ApiError as exc:
+            return Attempted(None, exc, retrying.statistics.get("attempt_number", 1))
         except httpx.TransportError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
-            raise ApiError(
-                f"{method} {_display(exc.request.url if _has_request(exc) else url)}: "
-                f"{type(exc).__name__}: {exc or 'no detail'} (after {attempts} attempts); "
-                "check that base_url is right and the host is reachable"
-            ) from exc
+            shown = _display(exc.request.url if _has_request(exc) else url)
+            error = ApiError(
+                f"{method} {shown}: {type(exc).__name__}: {exc or 'no detail'} (after "
+                f"{attempts} attempts); check that base_url is right and the host is reachable"
+            )
+            error.__cause__ = exc
+            return Attempted(None, error, attempts)
+        return Attempted(response, None, retrying.statistics.get("attempt_number", 1))
 
     def _count_retry(self, retry_state: RetryCallState) -> None:
         del retry_state

@@ -7,6 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from tasks.database import get_engine
+from tests.api_server import FakeApi
+
+FAST: dict[str, Any] = {"backoff_seconds": 0.01, "breaker_pause_seconds": 0.1}
 
 
 def create_items_table(database_url: str, name: str = "items") -> None:
@@ -26,3 +29,15 @@ def rows(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
     """All rows of a query against the test database."""
     with get_engine(database_url).connect() as conn:
         return [tuple(row) for row in conn.execute(sa.text(sql), params)]
+
+
+def flow_arguments(api: FakeApi, database_url: str, **specific: Any) -> dict[str, Any]:
+    """What every API flow test passes: the server, key `id`, 100 requests/s, fast retries."""
+    return {
+        "base_url": api.url,
+        "key": ["id"],
+        "rate_limit_per_second": 100,
+        "database": database_url,
+        **FAST,
+        **specific,
+    }

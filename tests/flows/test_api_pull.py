@@ -15,9 +15,8 @@ from tasks.api_pagination import Pagination
 from tasks.api_watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
 from tests.api_server import FakeApi, Reply, Seen, items
-from tests.flows.api_fixtures import create_items_table, rows
+from tests.flows.api_fixtures import FAST, create_items_table, flow_arguments, rows
 
-FAST: dict[str, Any] = {"backoff_seconds": 0.01, "breaker_pause_seconds": 0.1}
 UPDATED = Incremental(field="updated_at", param="updated_at_gte")
 
 
@@ -28,18 +27,8 @@ def api() -> Iterator[FakeApi]:
 
 
 def pull(api: FakeApi, database_url: str, **options: Any) -> Any:
-    arguments: dict[str, Any] = {
-        "base_url": api.url,
-        "path": "/items",
-        "table": "items",
-        "key": ["id"],
-        "page_size": 20,
-        "rate_limit_per_second": 100,
-        "max_concurrency": 5,
-        "database": database_url,
-        **FAST,
-    }
-    return api_pull(**(arguments | options))
+    defaults = {"path": "/items", "table": "items", "page_size": 20, "max_concurrency": 5}
+    return api_pull(**flow_arguments(api, database_url, **(defaults | options)))
 
 
 def stored_ids(database_url: str) -> list[int]:
