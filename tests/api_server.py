@@ -33,6 +33,7 @@ class Seen:
     query: dict[str, str]
     idempotency_key: str | None
     authorization: str | None = None
+    body: Any = None
     status: int = 0
 
 
@@ -106,20 +107,20 @@ class FakeApi:
             most = max(most, end - start + 1)
         return most
 
-    def answer(self, seen: Seen, body: bytes) -> Reply:
+    def answer(self, seen: Seen) -> Reply:
         """The reply to one request (hooks first, then auth, rate limit, then the data)."""
         for hook in list(self.hooks):
             reply = hook(seen)
             if reply is not None and not reply.after_processing:
                 return reply
             if reply is not None:
-                self.handle(seen, body)
+                self.handle(seen)
                 return reply
         if self.token is not None and seen.authorization != self.token:
             return Reply(401, json.dumps({"error": "unauthorized"}))
         if self._over_limit(seen.at):
             return Reply(429, "{}", {"Retry-After": self.retry_after})
-        return self.handle(seen, body)
+        return self.handle(seen)
 
     def _over_limit(self, now: float) -> bool:
         if self.limit_per_second is None:
@@ -132,7 +133,7 @@ class FakeApi:
             self._served.append(now)
             return False
 
-    def handle(self, seen: Seen, body: bytes) -> Reply:
+    def handle(self, seen: Seen) -> Reply:
         name = seen.path.strip("/").split("/")[0]
         if seen.method == "GET":
             return self._list(name, seen.query)
@@ -141,8 +142,7 @@ class FakeApi:
             if key and key in self.answers:
                 status, text = self.answers[key]
                 return Reply(status, text)
-            payload = json.loads(body or b"null")
-            self.stored.setdefault(name, []).append(payload)
+            self.stored.setdefault(name, []).append(seen.body)
             text = json.dumps({"ok": True})
             if key:
                 self.answers[key] = (201, text)
@@ -203,10 +203,11 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 query,
                 self.headers.get("Idempotency-Key"),
                 self.headers.get("Authorization"),
+                json.loads(body) if body else None,
             )
             with api.lock:
                 api.seen.append(seen)
-            reply = api.answer(seen, body)
+            reply = api.answer(seen)
             seen.status = reply.status
             data = reply.body.encode()
             self.send_response(reply.status)
