@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.api_pull import api_pull
 from tasks.api_pagination import Pagination
@@ -218,3 +220,26 @@ def test_unreachable_host_fails_after_its_retries(sqlite_url: str) -> None:
             **FAST,
         )
     assert time.monotonic() - started < 10
+
+
+def test_a_pull_shows_progress_and_a_summary_with_retries_429s_and_rate(
+    api: FakeApi, sqlite_url: str
+) -> None:
+    create_items_table(sqlite_url)
+    once = {"3": Reply(429, "{}")}
+    api.hooks.append(lambda seen: once.pop(seen.query.get("_page", ""), None))
+
+    state = pull(api, sqlite_url, return_state=True)
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    by_type = {artifact.type: artifact for artifact in artifacts}
+    assert set(by_type) == {"progress", "markdown", "table"}
+    assert by_type["progress"].data == 100.0
+    summary = json.loads(str(by_type["table"].data))[0]
+    assert (summary["records"], summary["retries"], summary["rate_limited"]) == (300, 1, 1)
+    assert summary["requests_per_second"] > 0
