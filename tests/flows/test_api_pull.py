@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.api_pull import api_pull
@@ -243,3 +244,27 @@ def test_a_pull_shows_progress_and_a_summary_with_retries_429s_and_rate(
     summary = json.loads(str(by_type["table"].data))[0]
     assert (summary["records"], summary["retries"], summary["rate_limited"]) == (300, 1, 1)
     assert summary["requests_per_second"] > 0
+
+
+def test_a_global_concurrency_limit_adds_a_budget_shared_across_runs(sqlite_url: str) -> None:
+    # Few requests, one at a time: acquiring GCL slots from concurrent threads is slow here.
+    create_items_table(sqlite_url)
+    with get_client(sync_client=True) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name="api-pull-test", limit=50, slot_decay_per_second=0.5)
+        )
+
+    with FakeApi({"items": items(60)}).run() as api:
+        result = pull(api, sqlite_url, global_limit="api-pull-test", max_concurrency=1)
+
+    assert result.records == 60
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name("api-pull-test")
+    assert limit.active_slots > 0
+
+
+def test_an_unknown_global_limit_names_the_parameter(api: FakeApi, sqlite_url: str) -> None:
+    create_items_table(sqlite_url)
+
+    with pytest.raises(InputError, match=r"parameter 'global_limit'.*prefect gcl create"):
+        pull(api, sqlite_url, global_limit="no-such-limit")
