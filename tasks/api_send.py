@@ -67,7 +67,12 @@ class SendCounts(BaseModel):
 
 
 def deliver(caller: HttpCaller, delivery: Delivery) -> Outcome:
-    """Send one delivery with its idempotency key, retried as the run's policy allows."""
+    """Send one delivery with its idempotency key, retried as the run's policy allows.
+
+    A failure becomes an outcome to dead-letter, except when the API has not answered a single
+    request of this run (unreachable host, wrong base_url): then the run stops with that error
+    rather than dead-lettering every record; the rows stay in their table, unsent.
+    """
     attempt = caller.try_request(
         delivery.method,
         delivery.url,
@@ -76,6 +81,8 @@ def deliver(caller: HttpCaller, delivery: Delivery) -> Outcome:
     )
     if attempt.error is None:
         return Outcome(delivery=delivery, delivered=True, attempts=attempt.attempts)
+    if attempt.error.status is None and not caller.stats.answers:
+        raise attempt.error
     return Outcome(
         delivery=delivery,
         delivered=False,

@@ -57,6 +57,7 @@ class CallStats:
         self.rate_limited = 0
         self.server_errors = 0
         self.transport_errors = 0
+        self.answers = 0
         self._first_start: float | None = None
         self._last_end: float | None = None
 
@@ -69,6 +70,7 @@ class CallStats:
     def finished(self, status: int | None) -> None:
         with self._lock:
             self._last_end = time.monotonic()
+            self.answers += status is not None
             if status is None:
                 self.transport_errors += 1
             elif status == 429:

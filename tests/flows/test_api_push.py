@@ -15,9 +15,9 @@ from prefect.blocks.system import Secret
 
 from flows.api_push import api_push
 from flows.replay_dead_letters import replay_dead_letters
-from tasks.bookkeeping import dead_letters
+from tasks.bookkeeping import dead_letters, ensure_bookkeeping
 from tasks.database import get_engine
-from tasks.errors import InputError
+from tasks.errors import ApiError, InputError
 from tests.api_server import FakeApi, Reply, Seen
 from tests.flows.api_fixtures import FAST, flow_arguments, rows
 
@@ -67,7 +67,9 @@ def letters(database_url: str) -> list[tuple[Any, ...]]:
     """(record_key, status_code, attempts, replayed) of every dead letter, oldest first."""
     c = dead_letters.c
     query = sa.select(c.record_key, c.status_code, c.attempts, c.replayed_at.is_not(None))
-    with get_engine(database_url).connect() as conn:
+    engine = get_engine(database_url)
+    ensure_bookkeeping(engine)
+    with engine.connect() as conn:
         return [tuple(row) for row in conn.execute(query.order_by(c.id))]
 
 
@@ -198,6 +200,27 @@ def test_server_errors_retried_until_exhausted_become_dead_letters(
 
     assert (result.sent, result.succeeded, result.dead_lettered) == (4, 3, 1)
     assert letters(sqlite_url) == [([4], 503, 3, False)]
+
+
+def test_an_unreachable_host_stops_the_push_instead_of_dead_lettering_everything(
+    sqlite_url: str,
+) -> None:
+    create_outbox(sqlite_url, 30)
+    started = time.monotonic()
+
+    with pytest.raises(ApiError, match=r"ConnectError.*host is reachable"):
+        api_push(
+            base_url="http://127.0.0.1:9",
+            path="/outbox",
+            table="outbox",
+            key=["id"],
+            max_retries=1,
+            database=sqlite_url,
+            **FAST,
+        )
+
+    assert time.monotonic() - started < 10
+    assert letters(sqlite_url) == []
 
 
 def test_batches_send_lists_under_one_key_each(api: FakeApi, database_url: str) -> None:
