@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
@@ -103,11 +102,8 @@ def pages_in_order(caller: HttpCaller, plan: PullPlan, first: Page) -> PageStrea
         return PageStream(None, _one_after_another(caller, plan, first))
     requests = remaining_requests(plan.pagination, first, plan.page_size)
     ahead = 2 * caller.options.max_concurrency
-
-    def submit(request: PageRequest) -> PrefectFuture[Page]:
-        return fetch_page.submit(caller, plan, request)
-
-    later = results_in_order(submit, requests, ahead)
+    parameters = ({"caller": caller, "plan": plan, "request": r} for r in requests)
+    later = results_in_order(fetch_page, parameters, ahead)
     pages = itertools.chain([first], later)
     count = 1 + len(requests)
     return PageStream(count, ((page, page.request.index == count - 1) for page in pages))

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 from pydantic import BaseModel
 
 from tasks.api_dead_letters import settle
@@ -141,12 +140,9 @@ def send_all(
     The progress shows `view` of the counts so far; its first entry is what it counts done.
     """
     totals = SendCounts()
-    ahead = caller.options.max_concurrency
-
-    def submit(group: DeliveryGroup) -> PrefectFuture[SendCounts]:
-        return send_group.submit(caller, group, database, flow_run_id)
-
-    for counts in results_in_order(submit, groups, ahead):
+    shared = {"caller": caller, "database": database, "flow_run_id": flow_run_id}
+    parameters = (shared | {"group": group} for group in groups)
+    for counts in results_in_order(send_group, parameters, caller.options.max_concurrency):
         totals += counts
         shown = view(totals)
         progress.update(next(iter(shown.values())), shown)

@@ -64,10 +64,6 @@ class Breaker:
         """How many times a request waited for the open circuit."""
         return self._pauses
 
-    @property
-    def state(self) -> str:
-        return str(self._breaker.current_state)
-
     def wait_until_callable(self) -> float:
         """Sleep while the circuit is open; the seconds slept."""
         slept = 0.0

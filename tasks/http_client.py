@@ -54,12 +54,3 @@ def endpoint(base_url: str, path: str) -> str:
             f"parameter 'base_url': {base_url!r} must be an absolute http:// or https:// URL"
         )
     return url
-
-
-def close_shared_client() -> None:
-    """Close the pool (tests and forked workers); the next call opens a new one."""
-    global _client  # noqa: PLW0603
-    with _lock:
-        if _client is not None:
-            _client.close()
-            _client = None

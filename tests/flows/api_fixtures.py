@@ -10,6 +10,7 @@ from tasks.database import get_engine
 from tests.api_server import FakeApi
 
 FAST: dict[str, Any] = {"backoff_seconds": 0.01, "breaker_pause_seconds": 0.1}
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
 
 
 def create_items_table(database_url: str, name: str = "items") -> None:

@@ -18,7 +18,7 @@ from tasks.api_pagination import Pagination
 from tasks.api_watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
 from tests.api_server import FakeApi, Reply, Seen, items
-from tests.flows.api_fixtures import FAST, create_items_table, flow_arguments, rows
+from tests.flows.api_fixtures import UNREACHABLE, create_items_table, flow_arguments, rows
 
 UPDATED = Incremental(field="updated_at", param="updated_at_gte")
 
@@ -207,19 +207,11 @@ def test_missing_records_path_names_the_parameter(sqlite_url: str) -> None:
         pull(api, sqlite_url, pagination=wrong)
 
 
-def test_unreachable_host_fails_after_its_retries(sqlite_url: str) -> None:
+def test_unreachable_host_fails_after_its_retries(api: FakeApi, sqlite_url: str) -> None:
     create_items_table(sqlite_url)
     started = time.monotonic()
     with pytest.raises(ApiError, match=r"ConnectError.*after 3 attempts"):
-        api_pull(
-            base_url="http://127.0.0.1:9",
-            path="/items",
-            table="items",
-            key=["id"],
-            max_retries=2,
-            database=sqlite_url,
-            **FAST,
-        )
+        pull(api, sqlite_url, base_url=UNREACHABLE, max_retries=2)
     assert time.monotonic() - started < 10
 
 
@@ -268,3 +260,13 @@ def test_an_unknown_global_limit_names_the_parameter(api: FakeApi, sqlite_url: s
 
     with pytest.raises(InputError, match=r"parameter 'global_limit'.*prefect gcl create"):
         pull(api, sqlite_url, global_limit="no-such-limit")
+
+
+def test_the_flow_function_runs_directly_too(api: FakeApi, sqlite_url: str) -> None:
+    create_items_table(sqlite_url)
+    arguments = flow_arguments(api, sqlite_url, path="/items", table="items", page_size=50)
+
+    result = api_pull.fn(**arguments)
+
+    assert (result.records, result.pages) == (300, 6)
+    assert stored_ids(sqlite_url) == list(range(1, 301))

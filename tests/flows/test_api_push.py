@@ -19,7 +19,7 @@ from tasks.bookkeeping import dead_letters, ensure_bookkeeping
 from tasks.database import get_engine
 from tasks.errors import ApiError, InputError
 from tests.api_server import FakeApi, Reply, Seen
-from tests.flows.api_fixtures import FAST, flow_arguments, rows
+from tests.flows.api_fixtures import FAST, UNREACHABLE, flow_arguments, rows
 
 TOKEN = "Bearer s3cret"
 CREATED = dt.datetime(2024, 5, 1, 12, 0, 0)
@@ -203,21 +203,13 @@ def test_server_errors_retried_until_exhausted_become_dead_letters(
 
 
 def test_an_unreachable_host_stops_the_push_instead_of_dead_lettering_everything(
-    sqlite_url: str,
+    api: FakeApi, sqlite_url: str
 ) -> None:
     create_outbox(sqlite_url, 30)
     started = time.monotonic()
 
     with pytest.raises(ApiError, match=r"ConnectError.*host is reachable"):
-        api_push(
-            base_url="http://127.0.0.1:9",
-            path="/outbox",
-            table="outbox",
-            key=["id"],
-            max_retries=1,
-            database=sqlite_url,
-            **FAST,
-        )
+        push(api, sqlite_url, base_url=UNREACHABLE, max_retries=1)
 
     assert time.monotonic() - started < 10
     assert letters(sqlite_url) == []
@@ -295,3 +287,17 @@ def test_bad_parameters_are_refused_before_sending(
     with pytest.raises(InputError, match=re.escape(message)):
         push(api, sqlite_url, **options)
     assert api.seen == []
+
+
+def test_the_flow_functions_run_directly_too(api: FakeApi, sqlite_url: str) -> None:
+    create_outbox(sqlite_url, 30)
+    api.hooks.append(refuse_ids({7}, 400))
+    arguments = flow_arguments(api, sqlite_url, path="/outbox", table="outbox")
+
+    pushed = api_push.fn(**arguments)
+    api.hooks.clear()
+    replayed = replay_dead_letters.fn(database=sqlite_url, **FAST)
+
+    assert (pushed.sent, pushed.succeeded, pushed.dead_lettered) == (30, 29, 1)
+    assert (replayed.replayed, replayed.succeeded) == (1, 1)
+    assert stored_ids(api) == list(range(1, 31))
