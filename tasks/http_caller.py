@@ -28,6 +28,7 @@ from tasks.http_client import request_timeout, shared_client
 from tasks.http_limiter import RateLimiter
 from tasks.http_options import HttpOptions
 from tasks.http_retry import RetryWait, parse_retry_after
+from tasks.run_log import run_logger
 
 EXCERPT_CHARS = 300
 
@@ -167,8 +168,18 @@ class HttpCaller:
         return Attempted(response, None, retrying.statistics.get("attempt_number", 1))
 
     def _count_retry(self, retry_state: RetryCallState) -> None:
-        del retry_state
+        """Count a retry and say in the run's log what failed and how long it waits."""
         self.stats.retried()
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        pause = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        run_logger().info(
+            "%s; retry %d of %d in %.2f s",
+            error,
+            retry_state.attempt_number,
+            self.policy.max_retries,
+            pause,
+        )
 
     def _attempt(
         self,
