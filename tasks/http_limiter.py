@@ -67,7 +67,9 @@ class RateLimiter:
         self._tolerance = (self.burst - 1) * self._interval
         self._clock = clock
         self._sleep = sleep
-        self._lock = threading.Lock()
+        self._turns = threading.Condition()
+        self._tickets = 0
+        self._serving = 0
         self._starts: deque[float] = deque(maxlen=self.limit)
         self._tat = -math.inf  # GCRA "theoretical arrival time" of the next request
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
@@ -81,15 +83,26 @@ class RateLimiter:
             yield self.wait_turn()
 
     def wait_turn(self) -> float:
-        """Block until a request may start under the window and burst rules; seconds waited."""
+        """Block until a request may start under the window and burst rules; seconds waited.
+
+        Requests are granted in the order they ask (a ticket queue), so none is overtaken
+        while it sleeps: pages fetched ahead come back roughly in page order.
+        """
+        with self._turns:
+            ticket = self._tickets
+            self._tickets += 1
+            while ticket != self._serving:
+                self._turns.wait()
         waited = 0.0
-        while True:
-            with self._lock:
+        while True:  # only the holder of the current ticket runs this loop
+            with self._turns:
                 now = self._clock()
                 ready = self._ready_at()
                 if ready <= now:
                     self._starts.append(now)
                     self._tat = max(self._tat, now) + self._interval
+                    self._serving += 1
+                    self._turns.notify_all()
                     return waited
             self._sleep(ready - now)
             waited += ready - now

@@ -161,6 +161,26 @@ def test_threads_sharing_a_limiter_never_exceed_the_rate_or_the_concurrency() ->
     assert elapsed >= 1.0  # 80 requests at 50/s cannot finish sooner
 
 
+def test_requests_are_granted_in_the_order_they_ask() -> None:
+    limiter = RateLimiter(40, 10)
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def ask(number: int) -> None:
+        limiter.wait_turn()
+        with lock:
+            granted.append(number)
+
+    threads = [threading.Thread(target=ask, args=(number,)) for number in range(30)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.002)
+    for thread in threads:
+        thread.join()
+
+    assert granted == list(range(30))
+
+
 @pytest.mark.parametrize(
     ("rate", "concurrency", "parameter"),
     [
