@@ -55,6 +55,7 @@ class PageRequest(BaseModel):
     position: str
 
     def describe(self) -> str:
+        """The page for messages: its number and position, e.g. `page 3 (_page=3)`."""
         return f"page {self.index + 1} ({self.position})"
 
 

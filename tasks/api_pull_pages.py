@@ -60,6 +60,7 @@ class PullTotals(BaseModel):
     ignored_fields: set[str] = Field(default_factory=set)
 
     def counts(self) -> dict[str, object]:
+        """The counts shown in the progress and summary artifacts."""
         return self.model_dump(include={"pages", "records", "inserted", "updated", "unchanged"})
 
 

@@ -154,6 +154,7 @@ class RecordWriter(ABC):
         )
 
     def save_state(self, cur: Any, state: SyncUpdate) -> None:
+        """Upsert the source's sync-state row; a None field keeps the stored value."""
         p = self.placeholder
         cur.execute(
             "INSERT INTO batchflows_sync_state (source, cursor, last_value, records, updated_at) "
@@ -172,6 +173,7 @@ class PostgresRecordWriter(RecordWriter):
     def transaction(
         self, conn: Any, names: list[str], records: list[Record], state: SyncUpdate
     ) -> tuple[int, int]:
+        """The page and its state in one psycopg transaction."""
         # A transaction left open on a pooled connection would turn ours into a savepoint.
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
@@ -184,6 +186,7 @@ class PostgresRecordWriter(RecordWriter):
         return counts
 
     def upsert(self, cur: Any, names: list[str], records: list[Record]) -> tuple[int, int]:
+        """(inserted, really changed) after COPY to staging and one INSERT ... ON CONFLICT."""
         columns, non_key = self.quoted(names)
         listed = ", ".join(columns)
         cur.execute(
@@ -220,6 +223,7 @@ class SqliteRecordWriter(RecordWriter):
     def transaction(
         self, conn: Any, names: list[str], records: list[Record], state: SyncUpdate
     ) -> tuple[int, int]:
+        """The page and its state between BEGIN IMMEDIATE and COMMIT."""
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -232,6 +236,7 @@ class SqliteRecordWriter(RecordWriter):
         return counts
 
     def upsert(self, cur: Any, names: list[str], records: list[Record]) -> tuple[int, int]:
+        """(inserted, really changed): existing keys counted first, then the upsert's rows."""
         columns, non_key = self.quoted(names)
         listed = ", ".join(columns)
         cur.execute(f"DROP TABLE IF EXISTS temp.{STAGE}")

@@ -31,6 +31,7 @@ def _api_is_up(error: BaseException) -> bool:
 
 class _LogTransitions(pybreaker.CircuitBreakerListener):
     def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        """Log when the circuit opens (requests pause) and when it closes again."""
         old = getattr(old_state, "name", old_state)
         if new_state.name == pybreaker.STATE_OPEN:
             run_logger().warning(

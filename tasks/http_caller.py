@@ -63,12 +63,14 @@ class CallStats:
         self._last_end: float | None = None
 
     def started(self) -> None:
+        """A request leaves (the first one starts the clock)."""
         with self._lock:
             self.requests += 1
             if self._first_start is None:
                 self._first_start = time.monotonic()
 
     def finished(self, status: int | None) -> None:
+        """A request ended with `status`, or with no answer at all (None)."""
         with self._lock:
             self._last_end = time.monotonic()
             self.answers += status is not None
@@ -80,10 +82,12 @@ class CallStats:
                 self.server_errors += 1
 
     def retried(self) -> None:
+        """A failed attempt will be tried again."""
         with self._lock:
             self.retries += 1
 
     def summary(self, breaker_pauses: int) -> CallSummary:
+        """The counts so far, and requests per second from first start to last answer."""
         with self._lock:
             seconds = 0.0
             if self._first_start is not None and self._last_end is not None:
@@ -132,6 +136,7 @@ class HttpCaller:
         self.timeout = request_timeout(options.timeout_seconds)
 
     def summary(self) -> CallSummary:
+        """What this run's requests did so far."""
         return self.stats.summary(self.breaker.pauses)
 
     def try_request(

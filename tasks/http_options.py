@@ -86,6 +86,7 @@ class HttpOptions(BaseModel):
 
     @property
     def policy(self) -> RetryPolicy:
+        """The retry policy these options describe."""
         return RetryPolicy(
             max_retries=self.max_retries,
             backoff_seconds=self.backoff_seconds,
