@@ -54,9 +54,14 @@ class PageRequest(BaseModel):
     params: dict[str, Scalar]
     position: str
 
+    @property
+    def number(self) -> int:
+        """The page's place, counting from 1."""
+        return self.index + 1
+
     def describe(self) -> str:
         """The page for messages: its number and position, e.g. `page 3 (_page=3)`."""
-        return f"page {self.index + 1} ({self.position})"
+        return f"page {self.number} ({self.position})"
 
 
 class Page(BaseModel):

@@ -80,13 +80,15 @@ def fetch_one(caller: HttpCaller, plan: PullPlan, request: PageRequest) -> Page:
 
 
 fetch_page = task(
-    name="fetch-page", cache_policy=NO_CACHE, task_run_name="fetch-page-{request.position}"
+    name="fetch-page",
+    cache_policy=NO_CACHE,
+    task_run_name="fetch-page-{request.number} [{request.position}]",
 )(fetch_one)
 
 
 @task(
     name="write-page",
-    task_run_name="write-page-{page.request.index}",
+    task_run_name="write-page-{page.request.number}",
     retries=WRITE_RETRIES,
     retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR),
     retry_jitter_factor=JITTER,

@@ -27,9 +27,9 @@ REQUESTS_PER_GROUP = 25
 
 
 class DeliveryGroup(BaseModel):
-    """The deliveries one task sends."""
+    """The deliveries one task sends; groups are numbered from 1."""
 
-    index: int
+    number: int
     deliveries: list[Delivery]
 
 
@@ -109,21 +109,21 @@ def send_and_settle(
 
 
 send_group = task(
-    name="send-group", cache_policy=NO_CACHE, task_run_name="send-group-{group.index}"
+    name="send-group", cache_policy=NO_CACHE, task_run_name="send-group-{group.number}"
 )(send_and_settle)
 
 
 def groups_of(deliveries: Iterable[Delivery], size: int) -> Iterator[DeliveryGroup]:
     """Consecutive groups of `size` deliveries."""
     group: list[Delivery] = []
-    index = 0
+    number = 1
     for delivery in deliveries:
         group.append(delivery)
         if len(group) == size:
-            yield DeliveryGroup(index=index, deliveries=group)
-            group, index = [], index + 1
+            yield DeliveryGroup(number=number, deliveries=group)
+            group, number = [], number + 1
     if group:
-        yield DeliveryGroup(index=index, deliveries=group)
+        yield DeliveryGroup(number=number, deliveries=group)
 
 
 def send_all(
