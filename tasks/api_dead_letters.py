@@ -15,27 +15,41 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tasks.api_delivery import Delivery, Outcome
 from tasks.bookkeeping import dead_letters, ensure_bookkeeping
 from tasks.database import backend_of
 from tasks.db_errors import database_errors
+from tasks.retry import is_transient
 
 READ_BATCH = 500
+SETTLE_ATTEMPTS = 4
 
 
 def settle(engine: Engine, outcomes: Sequence[Outcome], flow_run_id: str | None) -> int:
-    """Record a group's outcomes in one transaction; the records newly dead-lettered."""
+    """Record a group's outcomes in one transaction; the records newly dead-lettered.
+
+    The requests are already sent, so only this transaction is retried when the database
+    fails transiently (a deadlock, a busy SQLite), never the sending.
+    """
     ensure_bookkeeping(engine)
     now = dt.datetime.now(dt.UTC)
     failed = [o for o in outcomes if not o.delivered and o.delivery.dead_letter_id is None]
-    with database_errors("batchflows_dead_letters"), engine.begin() as conn:
-        if failed:
-            conn.execute(_insert_letters(engine, failed, flow_run_id, now))
-        for outcome in outcomes:
-            letter = outcome.delivery.dead_letter_id
-            if letter is not None:
-                conn.execute(_replayed(letter, outcome, now))
+    retrying = Retrying(
+        stop=stop_after_attempt(SETTLE_ATTEMPTS),
+        wait=wait_exponential_jitter(initial=0.1, max=2.0),
+        retry=retry_if_exception(is_transient),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt, database_errors("batchflows_dead_letters"), engine.begin() as conn:
+            if failed:
+                conn.execute(_insert_letters(engine, failed, flow_run_id, now))
+            for outcome in outcomes:
+                letter = outcome.delivery.dead_letter_id
+                if letter is not None:
+                    conn.execute(_replayed(letter, outcome, now))
     return sum(o.delivery.records for o in failed)
 
 
