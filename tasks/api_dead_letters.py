@@ -38,7 +38,7 @@ def settle(engine: Engine, outcomes: Sequence[Outcome], flow_run_id: str | None)
     failed = [o for o in outcomes if not o.delivered and o.delivery.dead_letter_id is None]
     retrying = Retrying(
         stop=stop_after_attempt(SETTLE_ATTEMPTS),
-        wait=wait_exponential_jitter(initial=0.1, max=2.0),
+        wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )
