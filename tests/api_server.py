@@ -12,6 +12,7 @@ idempotency key, so tests can assert what it saw.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -249,3 +251,55 @@ def _at_least(value: Any, bound: str) -> bool:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value >= float(bound)
     return value is not None and str(value) >= bound
+
+
+class RemoteApi:
+    """A `FakeApi` serving from another process: no GIL shared with the client under test.
+
+    Timing tests and the benchmark use it, so the server's clock reads arrivals as a real
+    server would, not delayed by the client's threads. Arrival times are CLOCK_MONOTONIC,
+    comparable across processes on Linux.
+    """
+
+    def __init__(self, connection: Connection, url: str) -> None:
+        self._connection = connection
+        self.url = url
+
+    def ask(self, command: str) -> Any:
+        """Run `command` (clear, max_in_any_second, rate_limited, requests) in the server."""
+        self._connection.send(command)
+        return self._connection.recv()
+
+
+@contextmanager
+def serve_elsewhere(
+    collections: dict[str, list[dict[str, Any]]], limit_per_second: int | None
+) -> Iterator[RemoteApi]:
+    """Serve `collections` from a child process until the block ends."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_serve, args=(collections, limit_per_second, theirs))
+    child.start()
+    try:
+        yield RemoteApi(ours, ours.recv())
+    finally:
+        ours.send("stop")
+        child.join(timeout=10)
+
+
+def _serve(
+    collections: dict[str, list[dict[str, Any]]],
+    limit_per_second: int | None,
+    connection: Connection,
+) -> None:
+    api = FakeApi(collections, limit_per_second=limit_per_second)
+    answers: dict[str, Callable[[], Any]] = {
+        "clear": api.seen.clear,
+        "max_in_any_second": api.max_in_any_second,
+        "rate_limited": lambda: sum(1 for seen in api.seen if seen.status == 429),
+        "requests": lambda: len(api.seen),
+    }
+    with api.run():
+        connection.send(api.url)
+        while (command := connection.recv()) != "stop":
+            connection.send(answers[command]())

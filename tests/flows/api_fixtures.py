@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tasks.database import get_engine
-from tests.api_server import FakeApi
+from tests.api_server import FakeApi, RemoteApi
 
 FAST: dict[str, Any] = {"backoff_seconds": 0.01, "breaker_pause_seconds": 0.1}
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
@@ -32,7 +32,7 @@ def rows(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in conn.execute(sa.text(sql), params)]
 
 
-def flow_arguments(api: FakeApi, database_url: str, **specific: Any) -> dict[str, Any]:
+def flow_arguments(api: FakeApi | RemoteApi, database_url: str, **specific: Any) -> dict[str, Any]:
     """What every API flow test passes: the server, key `id`, 100 requests/s, fast retries."""
     return {
         "base_url": api.url,

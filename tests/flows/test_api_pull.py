@@ -17,7 +17,7 @@ from flows.api_pull import api_pull
 from tasks.api_pagination import Pagination
 from tasks.api_watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
-from tests.api_server import FakeApi, Reply, Seen, items
+from tests.api_server import FakeApi, Reply, Seen, items, serve_elsewhere
 from tests.flows.api_fixtures import UNREACHABLE, create_items_table, flow_arguments, rows
 
 UPDATED = Incremental(field="updated_at", param="updated_at_gte")
@@ -38,18 +38,37 @@ def stored_ids(database_url: str) -> list[int]:
     return [row[0] for row in rows(database_url, "SELECT id FROM items ORDER BY id")]
 
 
-def test_pull_stores_every_record_once_and_never_exceeds_the_rate(
-    api: FakeApi, database_url: str
-) -> None:
+def test_pull_stores_every_record_exactly_once(api: FakeApi, database_url: str) -> None:
     create_items_table(database_url)
 
     result = pull(api, database_url)
 
     assert stored_ids(database_url) == list(range(1, 301))
     assert (result.records, result.inserted, result.updated, result.pages) == (300, 300, 0, 15)
-    assert result.requests == 15
-    assert result.rate_limited == 0
-    assert api.max_in_any_second() <= 100
+    assert (result.requests, result.retries) == (15, 0)
+
+
+def test_the_server_never_sees_more_than_the_limit_in_any_second(database_url: str) -> None:
+    create_items_table(database_url)
+    # 60 requests at 30/s: two seconds at the limit, against a server in its own process
+    # that answers 429 beyond 30 requests in any one-second window.
+    with serve_elsewhere({"items": items(300)}, limit_per_second=30) as api:
+        result = api_pull(
+            **flow_arguments(
+                api,
+                database_url,
+                path="/items",
+                table="items",
+                page_size=5,
+                rate_limit_per_second=30,
+            )
+        )
+        most, rejected = api.ask("max_in_any_second"), api.ask("rate_limited")
+
+    assert (result.records, result.requests) == (300, 60)
+    assert most == 30
+    assert rejected == 0
+    assert result.requests_per_second > 20
 
 
 def test_pull_fetches_pages_concurrently_but_never_more_than_max_concurrency(

@@ -93,7 +93,6 @@ def test_push_delivers_each_record_once_despite_lost_answers(
     assert result.retries == 6
     sends = Counter(s.idempotency_key for s in api.seen)
     assert (len(sends), sum(sends.values())) == (60, 66)
-    assert api.max_in_any_second() <= 100
     first = next(r for r in api.stored["outbox"] if r["id"] == 1)
     assert (first["name"], first["amount"]) == ("n1", 1.5)
     assert first["created"].startswith("2024-05-01")
