@@ -33,7 +33,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.api_pull import PullResult, api_pull
 from tasks.database import get_engine
 from tests.api_server import items, serve_elsewhere
-from tests.flows.api_fixtures import create_items_table
+from tests.flows.api.helpers import create_items_table
 
 PAGE_SIZE = 100
 MAX_CONCURRENCY = 5

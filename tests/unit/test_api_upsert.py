@@ -9,7 +9,7 @@ from tasks.api_upsert import RecordTarget, SyncUpdate, read_sync_state, upsert_p
 from tasks.database import get_engine
 from tasks.errors import SchemaError, TargetError
 from tasks.schema import reflect_table
-from tests.flows.api_fixtures import rows
+from tests.flows.api.helpers import rows
 
 
 def make_target(database_url: str) -> RecordTarget:

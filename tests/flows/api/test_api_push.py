@@ -19,7 +19,7 @@ from tasks.bookkeeping import dead_letters, ensure_bookkeeping
 from tasks.database import get_engine
 from tasks.errors import ApiError, InputError
 from tests.api_server import FakeApi, Reply, Seen
-from tests.flows.api_fixtures import FAST, UNREACHABLE, flow_arguments, rows
+from tests.flows.api.helpers import FAST, UNREACHABLE, flow_arguments, rows
 
 TOKEN = "Bearer s3cret"
 CREATED = dt.datetime(2024, 5, 1, 12, 0, 0)

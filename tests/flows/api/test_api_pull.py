@@ -18,7 +18,7 @@ from tasks.api_pagination import Pagination
 from tasks.api_watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
 from tests.api_server import FakeApi, Reply, Seen, items, serve_elsewhere
-from tests.flows.api_fixtures import UNREACHABLE, create_items_table, flow_arguments, rows
+from tests.flows.api.helpers import UNREACHABLE, create_items_table, flow_arguments, rows
 
 UPDATED = Incremental(field="updated_at", param="updated_at_gte")
 
