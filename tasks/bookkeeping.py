@@ -123,7 +123,11 @@ dead_letters = sa.Table(
     sa.Column("method", sa.String(8), nullable=False),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("idempotency_key", sa.String(128), nullable=False),
+    # The record's key values (a list of them for a batch), so a person can find a record.
+    sa.Column("record_key", _Json, nullable=False),
     sa.Column("payload", _Json, nullable=False),
+    # The plain (non-secret) headers of the original request, sent again on replay.
+    sa.Column("headers", _Json, nullable=False),
     sa.Column("status_code", sa.Integer),
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("response_excerpt", sa.Text),
@@ -134,6 +138,14 @@ dead_letters = sa.Table(
     ),
     sa.Column("replayed_at", _Timestamp),
     sa.Index("batchflows_dead_letters_pending", "replayed_at", "created_at"),
+    # One pending letter per request: a rerun that fails again updates it, never duplicates it.
+    sa.Index(
+        "batchflows_dead_letters_pending_key",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("replayed_at IS NULL"),
+        sqlite_where=sa.text("replayed_at IS NULL"),
+    ),
 )
 
 _ready: set[str] = set()

@@ -57,11 +57,22 @@ class TargetError(BatchflowsError):
 
 
 class ApiError(BatchflowsError):
-    """An HTTP request failed for good, or was refused by the API."""
+    """An HTTP request failed for good, or was refused by the API.
 
-    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+    `retry_after` is the pause in seconds the API asked for (`Retry-After`), if it gave one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.body = body
+        self.retry_after = retry_after
         super().__init__(message)
 
 
@@ -69,9 +80,8 @@ class RateLimited(ApiError):
     """The API answered 429; `retry_after` is its requested pause in seconds, if it gave one."""
 
     def __init__(self, message: str, *, retry_after: float | None, body: str = "") -> None:
-        self.retry_after = retry_after
-        super().__init__(message, status=429, body=body)
+        super().__init__(message, status=429, body=body, retry_after=retry_after)
 
 
 class ServerError(ApiError):
-    """The API answered 5xx; worth retrying with backoff."""
+    """The API answered 5xx (a 503 may carry `retry_after`); worth retrying with backoff."""
