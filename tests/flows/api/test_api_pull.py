@@ -66,9 +66,9 @@ def test_the_server_never_sees_more_than_the_limit_in_any_second(database_url: s
         most, rejected = api.ask("max_in_any_second"), api.ask("rate_limited")
 
     assert (result.records, result.requests) == (300, 60)
-    assert most == 30
+    # The limit is exact, whatever the machine's load; speed is for bench/bench_api.py.
+    assert most <= 30
     assert rejected == 0
-    assert result.requests_per_second > 20
 
 
 def test_pull_fetches_pages_concurrently_but_never_more_than_max_concurrency(
