@@ -1,4 +1,4 @@
-"""Prefect tasks of the import-csv flow: thin wrappers over plain functions, plus the window.
+"""Prefect tasks of the import-csv flow: thin wrappers over plain functions, and the chunk window.
 
 The ledger in the target database is the single source of truth for what is done, so tasks
 use no Prefect result cache (`NO_CACHE`): a retried or resumed run asks the ledger, which also
@@ -7,12 +7,10 @@ works across machines, where a worker-local cache would not.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
 from tasks.chunk_writer import ChunkCounts
@@ -22,6 +20,7 @@ from tasks.import_chunk import run_chunk
 from tasks.import_ledger import ImportTotals, ledger_totals, mark_failed, mark_finished
 from tasks.import_plan import ImportJob, ImportOptions, ImportPlan, make_plan
 from tasks.retry import BACKOFF_FACTOR, JITTER, retry_if_transient
+from tasks.task_window import results_in_order
 
 
 @task(
@@ -91,30 +90,14 @@ def finish_import(plan: ImportPlan) -> ImportTotals:
 
 
 def run_in_order(plan: ImportPlan, window: int) -> Iterator[ChunkCounts]:
-    """Submit pending chunks with at most `window` in flight; yield results in file order.
+    """Run the pending chunks with at most `window` in flight; yield their counts in file order.
 
-    Chunks apply in file order, so waiting on the oldest future loses nothing. On the first
-    failure the import is marked failed (chunks still waiting for their turn then stop), the
-    chunks in flight are allowed to finish, and the error is raised.
+    Chunks apply in file order, so waiting on the oldest one loses nothing. On the first
+    failure the import is marked failed, so chunks still waiting for their turn stop.
     """
-    pending = iter(plan.pending_chunks)
-    in_flight: deque[PrefectFuture[ChunkCounts]] = deque()
 
-    def submit_next() -> None:
-        chunk = next(pending, None)
-        if chunk is not None:
-            in_flight.append(import_chunk.submit(plan.job, chunk))
+    def fail(exc: BaseException) -> None:
+        mark_failed(get_engine(plan.job.database), plan.job.import_id, str(exc))
 
-    for _ in range(window):
-        submit_next()
-    while in_flight:
-        future = in_flight.popleft()
-        try:
-            counts = future.result()
-        except BaseException as exc:
-            mark_failed(get_engine(plan.job.database), plan.job.import_id, str(exc))
-            for other in in_flight:
-                other.wait()
-            raise
-        submit_next()
-        yield counts
+    chunks = ({"job": plan.job, "chunk": chunk} for chunk in plan.pending_chunks)
+    yield from results_in_order(import_chunk, chunks, window, on_error=fail)

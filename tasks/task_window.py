@@ -1,7 +1,9 @@
 """Submit tasks ahead in a bounded window and take their results in submission order.
 
-Work fans out concurrently, while results arrive in order (pages commit in page order) and at
-most `ahead` submissions are pending at once, so memory stays flat however long the input.
+Work fans out concurrently, while results arrive in order (pages and chunks commit in order)
+and at most `ahead` submissions are pending at once, so memory stays flat however long the
+input. On the first failure nothing more is submitted, the work in flight is let finish (a
+half-done transaction is never abandoned) and the error is raised.
 Inside a flow run the flow's task runner takes the submissions; outside one (a flow's `.fn()`
 called directly) a thread-pool runner of our own does, so the flows work either way.
 """
@@ -25,16 +27,30 @@ Submit = Callable[[dict[str, Any]], PrefectFuture[Result]]
 
 
 def results_in_order(
-    task: Task[..., Result], parameter_sets: Iterable[dict[str, Any]], ahead: int
+    task: Task[..., Result],
+    parameter_sets: Iterable[dict[str, Any]],
+    ahead: int,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> Iterator[Result]:
-    """`task`'s result for each set of parameters, in order, up to `ahead` submitted at once."""
+    """`task`'s result for each set of parameters, in order, up to `ahead` submitted at once.
+
+    `on_error` runs on the first failure before the work in flight is waited for, so it can
+    tell that work to stop early (an import marks itself failed, and waiting chunks give up).
+    """
     with _submitter(task) as submit:
         pending = iter(parameter_sets)
         window: deque[PrefectFuture[Result]] = deque(
             submit(parameters) for parameters in itertools.islice(pending, ahead)
         )
         while window:
-            result = window.popleft().result()
+            try:
+                result = window.popleft().result()
+            except BaseException as exc:
+                if on_error is not None:
+                    on_error(exc)
+                for future in window:
+                    future.wait()
+                raise
             window.extend(submit(parameters) for parameters in itertools.islice(pending, 1))
             yield result
 
