@@ -9,30 +9,23 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel
 
 from tasks.chunk_writer import ChunkCounts
 from tasks.csv_plan import CsvDialect
 from tasks.database import get_engine
-from tasks.import_ledger import first_rejects
+from tasks.import_ledger import ImportTotals, first_rejects
 from tasks.import_plan import ImportOptions, ImportPlan
 from tasks.import_tasks import finish_import, plan_import, run_in_order
 from tasks.progress import RunProgress
 from tasks.validation import ColumnRule
 
 
-class ImportResult(BaseModel):
+class ImportResult(ImportTotals):
     """What an import did; `total = inserted + updated + skipped + failed`."""
 
     import_id: str
     source: str
     table: str
-    total: int
-    inserted: int
-    updated: int
-    skipped: int
-    failed: int
-    chunks: int
     resumed_chunks: int
     seconds: float
     rows_per_second: float
