@@ -1,0 +1,78 @@
+"""Streaming rows out of the database, in bounded memory, inside a read-only snapshot.
+
+PostgreSQL: csv comes straight from `COPY (SELECT ...) TO STDOUT` (the server formats it,
+the fastest path), parquet from ADBC as Arrow batches, json from a server-side cursor.
+SQLite: `fetchmany` batches. One export on PostgreSQL sees one snapshot: the flow keeps a
+REPEATABLE READ transaction open that exported it (`pg_export_snapshot()`), and every part's
+transaction adopts it with `SET TRANSACTION SNAPSHOT`, so rows committed meanwhile are not seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import adbc_driver_postgresql.dbapi as adbc
+import pyarrow as pa
+from sqlalchemy.engine import URL, Engine
+
+from tasks.database import raw_connection
+from tasks.read_only import check_snapshot_id, postgres_read_only
+
+COPY_BUFFER_BYTES = 1 << 20
+FETCH_ROWS = 5_000
+
+
+@contextmanager
+def exported_snapshot(engine: Engine) -> Iterator[tuple[str, Any]]:
+    """A read-only REPEATABLE READ transaction that stays open, and its exported snapshot id
+    (valid for other sessions only while this block runs)."""
+    with raw_connection(engine) as conn, postgres_read_only(conn):
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        yield check_snapshot_id(str(snapshot)), conn
+
+
+def copy_csv(cursor: Any, sql: str) -> Iterator[bytes]:
+    """The rows of `sql` as csv (no header) from COPY TO STDOUT, in blocks of about 1 MB;
+    `cursor.rowcount` has the row count afterwards."""
+    buffer = bytearray()
+    with cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+        for data in copy:
+            buffer += data
+            if len(buffer) >= COPY_BUFFER_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+    if buffer:
+        yield bytes(buffer)
+
+
+def cursor_batches(conn: Any, sql: str, postgres: bool) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of `sql` as tuples, FETCH_ROWS at a time (server-side cursor on PostgreSQL)."""
+    cursor = conn.cursor(name="batchflows_export") if postgres else conn.cursor()
+    try:
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(FETCH_ROWS):
+            yield rows
+    finally:
+        cursor.close()
+
+
+def adbc_uri(url: URL) -> str:
+    """The libpq URI ADBC connects with, from the engine's SQLAlchemy URL."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def arrow_batches(uri: str, sql: str, snapshot: str | None) -> Iterator[pa.RecordBatchReader]:
+    """The rows of `sql` as a stream of Arrow batches (ADBC, binary COPY underneath), read in
+    a REPEATABLE READ, READ ONLY transaction on `snapshot`."""
+    with adbc.connect(uri) as conn, conn.cursor() as cursor:
+        try:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if snapshot is not None:
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{check_snapshot_id(snapshot)}'")
+            cursor.execute(sql)
+            yield cursor.fetch_record_batch()
+        finally:
+            conn.rollback()
