@@ -130,16 +130,14 @@ def arrow_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def _arrow_type(field: pa.Field) -> pa.DataType:
-    storage = getattr(field.type, "storage_type", None)
-    if storage is None:
-        return field.type
     metadata = field.metadata or {}
     typmod = int(metadata.get(b"POSTGRESQL:typmod", b"-1"))
     if metadata.get(b"POSTGRESQL:type") == b"numeric" and typmod >= 4:
         precision, scale = (typmod - 4) >> 16, (typmod - 4) & 0xFFFF
         if precision <= 38:
             return pa.decimal128(precision, scale)
-    return storage
+    storage: pa.DataType | None = getattr(field.type, "storage_type", None)
+    return storage or field.type
 
 
 def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -17,7 +17,7 @@ import secrets
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -211,6 +211,7 @@ def delete_expired_exports(engine: Engine, now: datetime) -> list[DeletedExport]
     still marked deleted (and reported with `file_existed=False`).
     """
     ensure_bookkeeping(engine)
+    now = now.astimezone(UTC)
     deleted: list[DeletedExport] = []
     with engine.begin() as conn:
         expired = conn.execute(
@@ -256,7 +257,7 @@ def record_export(
                 bytes=published.bytes,
                 sha256=published.sha256,
                 flow_run_id=flow_run_id,
-                expires_at=expires_at,
+                expires_at=expires_at.astimezone(UTC),
             )
             .returning(exports.c.id)
         ).scalar_one()

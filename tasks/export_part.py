@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import adbc_driver_manager.dbapi as adbc_dbapi
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from tasks.database import get_engine, raw_connection
+from tasks.db_errors import database_errors
+from tasks.errors import TargetError
 from tasks.export_encode import (
     JsonEncoder,
     arrow_schema,
@@ -76,6 +79,16 @@ class PartResult(BaseModel):
 
 def write_part(job: ExportJob, part: KeyRange) -> PartResult:
     """Read the rows of `part` (in the export's snapshot) and write them to its temp file."""
+    where = f"export part {part.index} of {job.source.label}"
+    with database_errors(where):
+        try:
+            return _write_part(job, part)
+        except (adbc_dbapi.Error, pa.ArrowInvalid) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TargetError(f"{where}: reading failed: {first}", transient=False) from exc
+
+
+def _write_part(job: ExportJob, part: KeyRange) -> PartResult:
     engine = get_engine(job.database)
     path = job.files.part(part.index)
     sql = job.source.sql(part.low, part.high)
