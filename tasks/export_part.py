@@ -39,7 +39,7 @@ from tasks.export_files import (
     publish,
     write_stream,
 )
-from tasks.export_read import adbc_uri, arrow_batches, copy_csv, cursor_batches
+from tasks.export_read import CopyOut, adbc_uri, arrow_batches, cursor_batches
 from tasks.export_source import Compression, ExportSource, Format, KeyRange, read_only_session
 
 
@@ -114,9 +114,9 @@ class _Counter:
         self.rows = 0
 
     def copied(self, conn: object, sql: str) -> Iterator[bytes]:
-        with conn.cursor() as cursor:  # type: ignore[attr-defined]
-            yield from copy_csv(cursor, sql)
-            self.rows = max(cursor.rowcount, 0)
+        stream = CopyOut(conn, sql)
+        yield from stream
+        self.rows = stream.rows
 
     def encoded(self, conn: object, sql: str, job: ExportJob) -> Iterator[bytes]:
         postgres = job.source.backend == "postgresql"
