@@ -24,6 +24,8 @@ from tasks.database import raw_connection
 from tasks.read_only import check_snapshot_id, postgres_read_only
 
 COPY_BUFFER_BYTES = 1 << 20
+# Arrow batches of about 8 MB keep two parts in flight well under the worker's memory budget.
+ARROW_BATCH_BYTES = 8 << 20
 FETCH_ROWS = 5_000
 
 
@@ -107,6 +109,9 @@ def arrow_batches(uri: str, sql: str, snapshot: str | None) -> Iterator[pa.Recor
     """The rows of `sql` as a stream of Arrow batches (ADBC, binary COPY underneath), read in
     a REPEATABLE READ, READ ONLY transaction on `snapshot`."""
     with adbc.connect(uri) as conn, conn.cursor() as cursor:
+        cursor.adbc_statement.set_options(
+            **{"adbc.postgresql.batch_size_hint_bytes": str(ARROW_BATCH_BYTES)}
+        )
         try:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if snapshot is not None:

@@ -121,7 +121,7 @@ def finish_export(
             published=published,
             format=job.format,
             compression=job.compression,
-            source=job.source.label,
+            source=f"{job.source.label}: {job.source.sql()}",
             rows=sum(part.rows for part in parts),
             expires_at=expires_at,
             flow_run_id=flow_run_id,

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pyarrow as pa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.export_encode import (
     JsonEncoder,
@@ -92,3 +94,10 @@ def test_untyped_rows_get_one_schema_and_null_stays_distinct_from_empty() -> Non
     schema = rows_schema(["id", "s", "n", "x"], rows)
     assert [f.type for f in schema] == [pa.int64(), pa.string(), pa.string(), pa.float64()]
     assert rows_batch(rows, schema).column(1).to_pylist() == ["", None]
+
+
+@given(st.lists(st.text(alphabet=st.characters(exclude_categories=["Cs"])), min_size=1))
+def test_any_text_survives_a_csv_round_trip(values: list[str]) -> None:
+    line = csv_line(values)
+    assert next(csv.reader(io.StringIO(line, newline=""))) == values
+    assert csv_line([*values, None]).endswith(",\n")
