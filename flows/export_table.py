@@ -36,6 +36,7 @@ class ExportResult(BaseModel):
 
 @flow(name="export-table", log_prints=True)
 def export_table(
+    *,
     table: str | None = None,
     query: str | None = None,
     columns: list[str] | None = None,

@@ -24,6 +24,7 @@ from tasks.errors import InputError, SchemaError
 from tasks.read_only import check_condition, check_select, postgres_read_only, sqlite_query_only
 from tasks.schema import Kind, TableSpec, qualified, quote, reflect_table
 
+SAMPLE_ROWS = 200_000
 Format = Literal["csv", "ndjson", "json", "parquet"]
 Compression = Literal["gzip", "none"]
 
@@ -166,21 +167,28 @@ def read_only_session(engine: Engine, conn: Any, snapshot: str | None = None) ->
 def key_ranges(
     conn: Any, source: ExportSource, chunk_size: int
 ) -> tuple[list[KeyRange], int | None]:
-    """Split the source into ranges of about `chunk_size` rows, evenly over min..max of the
-    key (run inside the export's snapshot); also the row count when it was needed."""
+    """Split the source into ranges of about `chunk_size` rows (run inside the export's
+    snapshot), and the row count when it was needed.
+
+    Bounds are quantiles of the key, exact up to SAMPLE_ROWS rows and from a block sample
+    beyond, so parts stay even however the keys are spread; the first and last range are
+    open-ended, so no row can fall outside the parts.
+    """
     if source.key is None:
         return [KeyRange(index=0)], None
     where = f" WHERE {' AND '.join(source.conditions)}" if source.conditions else ""
-    row = conn.execute(
-        f"SELECT min({source.key}), max({source.key}), count(*) FROM {source.relation}{where}"
-    ).fetchone()
-    low, high, count = row[0], row[1], int(row[2])
+    count = int(conn.execute(f"SELECT count(*) FROM {source.relation}{where}").fetchone()[0])
     parts = max(1, math.ceil(count / chunk_size))
-    if parts == 1 or low is None:
+    if parts == 1:
         return [KeyRange(index=0)], count
-    width = max(1, math.ceil((int(high) - int(low) + 1) / parts))
-    bounds = [int(low) + i * width for i in range(1, parts) if int(low) + i * width <= int(high)]
+    percent = min(100.0, 100.0 * SAMPLE_ROWS / count)
+    fractions = [i / parts for i in range(1, parts)]
+    quantiles = conn.execute(
+        f"SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {source.key}) "
+        f"FROM {source.relation} TABLESAMPLE SYSTEM (%s) REPEATABLE (0){where}",
+        (fractions, percent),
+    ).fetchone()[0]
+    bounds = sorted({int(value) for value in quantiles or [] if value is not None})
     edges: list[int | None] = [None, *bounds, None]
-    return [
-        KeyRange(index=i, low=edges[i], high=edges[i + 1]) for i in range(len(edges) - 1)
-    ], count
+    ranges = [KeyRange(index=i, low=edges[i], high=edges[i + 1]) for i in range(len(edges) - 1)]
+    return ranges, count

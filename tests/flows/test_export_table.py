@@ -341,3 +341,26 @@ def test_exports_never_overwrite_and_default_names_get_a_suffix(database_url: st
     names = {Path(_export(database_url, table="items").path).name for _ in range(3)}
     assert len(names) == 3
     assert Path(first.path).exists()
+
+
+def test_parts_are_even_however_the_keys_are_spread(postgres_url: str) -> None:
+    ids = [*range(1, 2001), *range(10**12, 10**12 + 40), 2**62]
+    _create_items(postgres_url, ids)
+    source = ExportSource(
+        backend="postgresql",
+        projection="id",
+        relation="items",
+        conditions=[],
+        key="id",
+        columns=["id"],
+        label="table items",
+        name="items",
+    )
+    libpq = sa.make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+    with psycopg.connect(libpq) as conn:
+        ranges, count = key_ranges(conn, source, 200)
+        sizes = [len(conn.execute(source.sql(part.low, part.high)).fetchall()) for part in ranges]
+    assert count == len(ids)
+    assert sum(sizes) == len(ids)
+    assert len(ranges) == 11
+    assert max(sizes) <= 201
