@@ -8,7 +8,8 @@ final file. Memory stays bounded by a fetch batch or a row group whatever the ta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import adbc_driver_manager.dbapi as adbc_dbapi
@@ -101,7 +102,8 @@ def _write_part(job: ExportJob, part: KeyRange) -> PartResult:
                 chunks = counter.copied(conn, sql)
             else:
                 chunks = counter.encoded(conn, sql, job)
-            written = write_stream(path, chunks, job.gzip)
+            with closing(chunks):
+                written = write_stream(path, chunks, job.gzip)
             rows = counter.rows
         return PartResult(index=part.index, rows=rows, path=str(path), bytes=written)
     return PartResult(index=part.index, rows=rows, path=str(path), bytes=path.stat().st_size)
@@ -113,12 +115,12 @@ class _Counter:
     def __init__(self) -> None:
         self.rows = 0
 
-    def copied(self, conn: object, sql: str) -> Iterator[bytes]:
+    def copied(self, conn: object, sql: str) -> Generator[bytes]:
         stream = CopyOut(conn, sql)
         yield from stream
         self.rows = stream.rows
 
-    def encoded(self, conn: object, sql: str, job: ExportJob) -> Iterator[bytes]:
+    def encoded(self, conn: object, sql: str, job: ExportJob) -> Generator[bytes]:
         postgres = job.source.backend == "postgresql"
         encoder = JsonEncoder(job.source.columns, array=job.format == "json")
         for rows in cursor_batches(conn, sql, postgres):

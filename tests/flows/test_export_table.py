@@ -19,6 +19,7 @@ from bench.generate import KEY, RULES
 from flows.export_table import ExportResult, export_table
 from flows.import_csv import import_csv
 from tasks.errors import InputError, SchemaError, TargetError
+from tasks.export_files import write_stream
 from tasks.export_part import ExportJob, PartResult, write_part
 from tasks.export_source import ExportSource, KeyRange, key_ranges
 from tests.flows.helpers import execute, make_users, query
@@ -364,3 +365,21 @@ def test_parts_are_even_however_the_keys_are_spread(postgres_url: str) -> None:
     assert sum(sizes) == len(ids)
     assert len(ranges) == 11
     assert max(sizes) <= 201
+
+
+@pytest.mark.parametrize("file_format", ["csv", "ndjson"])
+def test_a_full_disk_mid_part_leaves_no_file_and_the_database_usable(
+    postgres_url: str, exports_root: Path, monkeypatch: pytest.MonkeyPatch, file_format: str
+) -> None:
+    _create_items(postgres_url, list(range(1, 301)))
+
+    def disk_full(path: Path, chunks: Iterator[bytes], gzip: bool) -> int:
+        path.write_bytes(next(chunks))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("tasks.export_part.write_stream", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        _export(postgres_url, table="items", format=file_format, chunk_size=100)
+    assert not any(path.is_file() for path in exports_root.rglob("*"))
+    monkeypatch.setattr("tasks.export_part.write_stream", write_stream)
+    assert _export(postgres_url, table="items", format=file_format, chunk_size=100).rows == 300
