@@ -23,6 +23,7 @@ from tasks.api_idempotency import idempotency_key, jsonable
 from tasks.database import backend_of, get_engine, raw_connection
 from tasks.db_errors import database_errors
 from tasks.errors import InputError
+from tasks.read_only import postgres_read_only, sqlite_query_only
 from tasks.schema import qualified, quote, reflect_table
 
 FETCH_ROWS = 1000
@@ -146,25 +147,19 @@ def stream_rows(engine: Engine, sql: str) -> Iterator[dict[str, Any]]:
 
 
 def _postgres_rows(conn: Any, sql: str) -> Iterator[dict[str, Any]]:
-    conn.rollback()
-    with conn.transaction():
-        conn.execute("SET TRANSACTION READ ONLY")
-        with conn.cursor(name="batchflows_push") as cur:
-            cur.itersize = FETCH_ROWS
-            cur.execute(sql)
-            names = [d[0] for d in cur.description]
-            for row in cur:
-                yield dict(zip(names, row, strict=True))
+    with postgres_read_only(conn), conn.cursor(name="batchflows_push") as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute(sql)
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
 
 
 def _sqlite_rows(conn: Any, sql: str) -> Iterator[dict[str, Any]]:
-    cur = conn.cursor()
-    cur.execute("PRAGMA query_only = ON")
-    try:
+    with sqlite_query_only(conn):
+        cur = conn.cursor()
         cur.execute(sql)
         names = [d[0] for d in cur.description]
         while rows := cur.fetchmany(FETCH_ROWS):
             for row in rows:
                 yield dict(zip(names, row, strict=True))
-    finally:
-        cur.execute("PRAGMA query_only = OFF")

@@ -1,0 +1,153 @@
+"""Export a table or a read-only query to a csv, ndjson, json or parquet file, consistently."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from prefect import flow
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from tasks.errors import InputError
+from tasks.export_files import Published
+from tasks.export_part import ExportJob, PartResult
+from tasks.export_tasks import export_part, finish_export, plan_export, shared_snapshot
+from tasks.progress import RunProgress
+from tasks.task_window import results_in_order
+
+
+class ExportResult(BaseModel):
+    """The published file: where, what, how much, its checksum and when cleanup removes it."""
+
+    path: str
+    format: str
+    compression: str
+    source: str
+    rows: int
+    bytes: int
+    sha256: str
+    expires_at: datetime
+    parts: int
+    seconds: float
+    rows_per_second: float
+
+
+@flow(name="export-table", log_prints=True)
+def export_table(
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    columns: list[str] | None = None,
+    where: str | None = None,
+    format: Literal["csv", "ndjson", "json", "parquet"] = "csv",
+    compression: Literal["gzip", "none"] = "gzip",
+    destination: str = "exports",
+    filename: str | None = None,
+    expires_in_hours: int = 24,
+    chunk_size: int = 100_000,
+    max_concurrency: int = 2,
+    database: str | None = None,
+) -> ExportResult:
+    """Export a table or a read-only query to one file, from one consistent snapshot.
+
+    Args:
+        table: Table to export, optionally schema.table (give this or query).
+        query: A single read-only SELECT (or WITH ... SELECT) to export instead of a table.
+        columns: Columns of the table to export, in this order; default all.
+        where: A condition on the table's rows, e.g. "created_at >= '2024-01-01'".
+        format: csv (header, RFC 4180, NULL as an empty unquoted field), ndjson (one
+            object per line), json (one array) or parquet.
+        compression: gzip adds .gz (csv, ndjson, json); parquet always compresses
+            inside (snappy) unless none.
+        destination: Directory under the exports root ($BATCHFLOWS_EXPORTS_ROOT, default
+            ./data) where the file goes; it may not lead outside that root.
+        filename: File name; default <table or "query">_<UTC timestamp>.<format>[.gz].
+            An existing file is never overwritten.
+        expires_in_hours: Hours until the cleanup flow deletes the file.
+        chunk_size: Rows per part; a PostgreSQL table with an integer key is exported in
+            parts of about this many rows, concurrently.
+        max_concurrency: Parts read and written at once.
+        database: SQLAlchemy URL, or the name of a saved SqlAlchemyConnector block;
+            default $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+    """
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    if expires_in_hours < 0:
+        raise InputError(f"parameter 'expires_in_hours': {expires_in_hours} must not be negative")
+    job = plan_export(
+        table=table,
+        query=query,
+        columns=columns,
+        where=where,
+        format=format,
+        compression=compression,
+        destination=destination,
+        filename=filename,
+        chunk_size=chunk_size,
+        max_concurrency=max_concurrency,
+        database=database,
+        now=now,
+    )
+    progress = RunProgress(f"Exporting {job.source.label}", f"export to {job.filename}")
+    parts = _export_parts(job, chunk_size, max_concurrency, progress)
+    expires_at = now + timedelta(hours=expires_in_hours)
+    published = finish_export(job, parts, filename is not None, expires_at, flow_run.get_id())
+    seconds = time.monotonic() - started
+    rows = sum(part.rows for part in parts)
+    result = ExportResult(
+        path=published.path,
+        format=format,
+        compression=job.compression,
+        source=job.source.label,
+        rows=rows,
+        bytes=published.bytes,
+        sha256=published.sha256,
+        expires_at=expires_at,
+        parts=len(parts),
+        seconds=round(seconds, 3),
+        rows_per_second=round(rows / seconds, 1) if seconds else 0.0,
+    )
+    _summarize(progress, job, result, published)
+    return result
+
+
+def _export_parts(
+    job: ExportJob, chunk_size: int, max_concurrency: int, progress: RunProgress
+) -> list[PartResult]:
+    """Every part written to its temporary file, in order; on failure none is left behind."""
+    done: list[PartResult] = []
+    try:
+        with shared_snapshot(job, chunk_size) as (bound, ranges):
+            parameters = ({"job": bound, "part": part} for part in ranges)
+            for result in results_in_order(export_part, parameters, max_concurrency):
+                done.append(result)
+                progress.update(
+                    100.0 * len(done) / len(ranges),
+                    {
+                        "parts done": len(done),
+                        "parts": len(ranges),
+                        "rows": sum(p.rows for p in done),
+                        "bytes": sum(p.bytes for p in done),
+                    },
+                )
+    except BaseException:
+        job.files.remove_all()
+        raise
+    return done
+
+
+def _summarize(
+    progress: RunProgress, job: ExportJob, result: ExportResult, published: Published
+) -> None:
+    summary = {
+        "path": published.path,
+        "rows": result.rows,
+        "bytes": result.bytes,
+        "sha256": result.sha256,
+        "expires_at": result.expires_at.isoformat(),
+    }
+    status = {"parts done": result.parts, "parts": result.parts, "rows": result.rows}
+    progress.update(100.0, status, force=True, summary=summary)
+    progress.table(f"export-{job.source.name}-summary", [summary], f"export {job.filename}")
