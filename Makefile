@@ -37,6 +37,7 @@ demo: setup ## import a generated 100k-row users file into the embedded SQLite d
 
 bench: setup ## benchmarks against their baselines (psql \copy, ...), measured in the same run
 	$(PY) -m bench.bench_import
+	$(PY) -m bench.bench_export
 	$(PY) -m bench.bench_api
 
 .PHONY: help setup lock check test demo bench
