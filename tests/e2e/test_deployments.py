@@ -1,0 +1,179 @@
+"""The deployments as a user runs them: real server, `prefect deploy --all`, a worker, the CLI.
+
+One Prefect server (temporary PREFECT_HOME, free port) and one worker serve the module; both
+are stopped by PID at the end, also when a test fails. Imports go to a fresh schema of a
+throwaway PostgreSQL database, passed as the `database` parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.generate import KEY, RULES
+from deployments import processes
+from deployments.bootstrap import POOL
+from deployments.processes import ROOT
+from tests.flows.helpers import expected_ids, make_users, query, table_ids
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+@dataclass
+class Stack:
+    """A running server and worker, and the environment that reaches them."""
+
+    env: dict[str, str]
+    api_url: str
+    home: Path
+
+    def api(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        response = httpx.post(f"{self.api_url}{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return list(response.json())
+
+    def prefect(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def flow_run(self, name: str) -> dict[str, Any]:
+        (run,) = self.api("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}})
+        return run
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    home = Path(tempfile.mkdtemp(prefix="batchflows-e2e-"))
+    port = processes.free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    # The worker polls every second so runs start at once; BATCHFLOWS_HOME fills the pull step.
+    env = processes.prefect_env(
+        home, api_url, BATCHFLOWS_HOME=str(ROOT), PREFECT_WORKER_QUERY_SECONDS="1"
+    )
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        server = processes.spawn(processes.server_command(port), env, home / "server.log")
+        started.append(server)
+        processes.wait_healthy(api_url, server)
+        for command in (["deployments.bootstrap"], ["prefect", "--no-prompt", "deploy", "--all"]):
+            done = subprocess.run(
+                [sys.executable, "-m", *command],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        started.append(processes.spawn(processes.worker_command(POOL, 2), env, home / "worker.log"))
+        yield Stack(env=env, api_url=api_url, home=home)
+    finally:
+        for process in reversed(started):
+            processes.stop(process.pid)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _run_import(stack: Stack, **parameters: Any) -> tuple[subprocess.CompletedProcess[str], str]:
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    command = ["deployment", "run", "import-csv/import-csv", "--flow-run-name", name]
+    for key, value in parameters.items():
+        command += ["--param", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+    done = stack.prefect(*command, "--watch", "--watch-timeout", "240")
+    return done, name
+
+
+def _rules() -> dict[str, Any]:
+    return {column: rule.model_dump(exclude_none=True) for column, rule in RULES.items()}
+
+
+def test_bootstrap_made_the_pool_queues_and_rate_limit(stack: Stack) -> None:
+    queues = stack.api("/work_pools/batchflows/queues/filter", {})
+    assert {q["name"]: q["priority"] for q in queues} == {"high": 1, "default": 2, "low": 3}
+    limit = httpx.get(f"{stack.api_url}/v2/concurrency_limits/api-rate", timeout=10).json()
+    assert (limit["limit"], limit["slot_decay_per_second"]) == (20, 20.0)
+    deployments = stack.api("/deployments/filter", {})
+    names = {d["name"] for d in deployments}
+    assert {"import-csv", "export-table", "api-pull", "api-push", "cleanup"} <= names
+    assert {"replay-dead-letters", "import-csv-urgent", "daily"} <= names
+    # A second bootstrap changes nothing (idempotent).
+    again = subprocess.run(
+        [sys.executable, "-m", "deployments.bootstrap"],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(again.stdout.splitlines()[-1])["queues"] == {
+        "high": 1,
+        "default": 2,
+        "low": 3,
+    }
+
+
+def test_deployment_run_imports_and_reports(
+    stack: Stack, postgres_url: str, tmp_path: Path
+) -> None:
+    users = make_users(tmp_path, postgres_url, 3000)
+    done, name = _run_import(
+        stack,
+        source=str(users.path),
+        table="users",
+        key=KEY,
+        rules=_rules(),
+        chunk_size=500,
+        database=postgres_url,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert table_ids(postgres_url) == expected_ids(users, "first")
+    assert query(postgres_url, "SELECT status, total_rows FROM batchflows_imports")[0] == (
+        "succeeded",
+        3000,
+    )
+    run = stack.flow_run(name)
+    assert run["state_type"] == "COMPLETED"
+    artifacts = stack.api(
+        "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
+    progress = [a for a in artifacts if a["type"] == "progress"]
+    assert [a["data"] for a in progress] == [100.0]
+    (summary,) = [a for a in artifacts if a["key"] == "import-users-summary"]
+    (row,) = json.loads(summary["data"])
+    assert row["total"] == 3000
+    assert row["failed"] == users.generated.invalid
+    assert row["inserted"] == len(expected_ids(users, "first"))
+
+
+def test_a_failing_run_exits_non_zero_with_the_error_in_its_logs(
+    stack: Stack, postgres_url: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-file.csv"
+    done, name = _run_import(
+        stack, source=str(missing), table="users", key=KEY, database=postgres_url
+    )
+
+    assert done.returncode != 0
+    run = stack.flow_run(name)
+    assert run["state_type"] == "FAILED"
+    logs = stack.api("/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})
+    errors = [log["message"] for log in logs if log["level"] >= 40]
+    assert any(str(missing) in message for message in errors), errors
