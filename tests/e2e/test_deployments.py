@@ -177,3 +177,25 @@ def test_a_failing_run_exits_non_zero_with_the_error_in_its_logs(
     logs = stack.api("/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})
     errors = [log["message"] for log in logs if log["level"] >= 40]
     assert any(str(missing) in message for message in errors), errors
+
+
+def test_the_ci_trigger_script_passes_on_success_and_fails_on_failure(
+    stack: Stack, postgres_url: str, tmp_path: Path
+) -> None:
+    users = make_users(tmp_path, postgres_url, 200)
+    script = ROOT / "deployments" / "ci_trigger.sh"
+    env = {
+        **stack.env,
+        "PREFECT": f"{sys.executable} -m prefect",
+        "SOURCE": str(users.path),
+        "TABLE": "users",
+        "DATABASE": postgres_url,
+    }
+
+    ok = subprocess.run([script], env=env, capture_output=True, text=True, check=False)
+    missing = {**env, "SOURCE": str(tmp_path / "missing.csv")}
+    failed = subprocess.run([script], env=missing, capture_output=True, text=True, check=False)
+
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
+    assert table_ids(postgres_url) == expected_ids(users, "first")
+    assert failed.returncode != 0
