@@ -109,16 +109,40 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def stop(pid: int, timeout: float = 30) -> bool:
-    """SIGTERM the process group led by `pid` (the process and its children), wait for all of
-    them to exit, SIGKILL what is left after `timeout`; False if nothing was running."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
+def session_children(pid: int) -> list[int]:
+    """Children of `pid` that lead their own session: a worker's flow-run subprocesses."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        child = int(entry.name)
+        # After the command name: state, ppid, pgrp, session.
+        if int(fields[1]) == pid and int(fields[3]) == child:
+            found.append(child)
+    return found
+
+
+def stop(pid: int, timeout: float = 60) -> bool:
+    """Stop the process `pid` leads, gracefully; False if nothing was running.
+
+    Its flow-run subprocesses (own sessions, out of reach of its group) get SIGTERM first and
+    are waited for: each lets its chunk in flight commit, records the stop and ends Crashed.
+    A worker signalled first would kill them without a word, leaving runs Running forever.
+    Then the process group gets SIGTERM, and SIGKILL for what remains after `timeout`.
+    """
+    if not group_alive(pid):
         return False
     deadline = time.monotonic() + timeout
-    while group_alive(pid):
-        if time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)
-        time.sleep(0.2)
+    for group in [*session_children(pid), pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        while group_alive(group):
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
+            time.sleep(0.1)
     return True

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ from bench.generate import KEY, RULES
 from deployments import processes
 from deployments.bootstrap import POOL
 from deployments.processes import ROOT
-from tests.flows.helpers import expected_ids, make_users, query, table_ids
+from tests.flows.helpers import (
+    committed_chunks,
+    expected_ids,
+    make_users,
+    query,
+    slow_down_inserts,
+    table_ids,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -37,6 +45,11 @@ class Stack:
     env: dict[str, str]
     api_url: str
     home: Path
+    worker: subprocess.Popen[bytes] | None = None
+
+    def start_worker(self) -> None:
+        command = processes.worker_command(POOL, 2)
+        self.worker = processes.spawn(command, self.env, self.home / "worker.log")
 
     def api(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         response = httpx.post(f"{self.api_url}{path}", json=body, timeout=10)
@@ -68,10 +81,9 @@ def stack() -> Iterator[Stack]:
     env = processes.prefect_env(
         home, api_url, BATCHFLOWS_HOME=str(ROOT), PREFECT_WORKER_QUERY_SECONDS="1"
     )
-    started: list[subprocess.Popen[bytes]] = []
+    server = processes.spawn(processes.server_command(port), env, home / "server.log")
+    running = Stack(env=env, api_url=api_url, home=home)
     try:
-        server = processes.spawn(processes.server_command(port), env, home / "server.log")
-        started.append(server)
         processes.wait_healthy(api_url, server)
         for command in (["deployments.bootstrap"], ["prefect", "--no-prompt", "deploy", "--all"]):
             done = subprocess.run(
@@ -83,21 +95,25 @@ def stack() -> Iterator[Stack]:
                 check=False,
             )
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        started.append(processes.spawn(processes.worker_command(POOL, 2), env, home / "worker.log"))
-        yield Stack(env=env, api_url=api_url, home=home)
+        running.start_worker()
+        yield running
     finally:
-        for process in reversed(started):
-            processes.stop(process.pid)
+        if running.worker:
+            processes.stop(running.worker.pid)
+        processes.stop(server.pid)
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _run_import(stack: Stack, **parameters: Any) -> tuple[subprocess.CompletedProcess[str], str]:
+def _run_import(
+    stack: Stack, *, watch: bool = True, **parameters: Any
+) -> tuple[subprocess.CompletedProcess[str], str]:
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     command = ["deployment", "run", "import-csv/import-csv", "--flow-run-name", name]
     for key, value in parameters.items():
         command += ["--param", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
-    done = stack.prefect(*command, "--watch", "--watch-timeout", "240")
-    return done, name
+    if watch:
+        command += ["--watch", "--watch-timeout", "240"]
+    return stack.prefect(*command), name
 
 
 def _rules() -> dict[str, Any]:
@@ -199,3 +215,55 @@ def test_the_ci_trigger_script_passes_on_success_and_fails_on_failure(
     assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
     assert table_ids(postgres_url) == expected_ids(users, "first")
     assert failed.returncode != 0
+
+
+def test_stopping_the_worker_mid_import_crashes_the_run_cleanly_and_a_rerun_resumes_it(
+    stack: Stack, postgres_url: str, tmp_path: Path
+) -> None:
+    users = make_users(tmp_path, postgres_url, 4000)
+    # Each chunk's insert takes 50 ms longer, so the stop lands mid-import.
+    slow_down_inserts(postgres_url)
+    parameters: dict[str, Any] = {
+        "source": str(users.path),
+        "table": "users",
+        "key": KEY,
+        "rules": _rules(),
+        "chunk_size": 100,
+        "max_concurrency": 2,
+        "import_id": "e2e-stopped",
+        "database": postgres_url,
+    }
+    created, name = _run_import(stack, watch=False, **parameters)
+    assert created.returncode == 0, created.stderr[-3000:]
+    deadline = time.monotonic() + 120
+    while committed_chunks(postgres_url) < 8:
+        assert time.monotonic() < deadline, "the import never got going"
+        time.sleep(0.05)
+    assert stack.worker is not None
+    processes.stop(stack.worker.pid)  # what `make stop` does
+    stack.start_worker()
+
+    stopped = stack.flow_run(name)
+    assert (stopped["state_type"], stopped["state"]["message"]) == (
+        "CRASHED",
+        "Execution was aborted by a termination signal.",
+    )
+    stopped_at = committed_chunks(postgres_url)
+    assert 8 <= stopped_at < 40
+    in_ledger = query(postgres_url, "SELECT coalesce(sum(inserted), 0) FROM batchflows_chunks")
+    assert query(postgres_url, "SELECT count(*) FROM users")[0][0] == in_ledger[0][0]
+
+    done, rerun = _run_import(stack, **parameters)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert table_ids(postgres_url) == expected_ids(users, "first")
+    (summary,) = [
+        a
+        for a in stack.api(
+            "/artifacts/filter",
+            {"artifacts": {"flow_run_id": {"any_": [stack.flow_run(rerun)["id"]]}}},
+        )
+        if a["key"] == "import-users-summary"
+    ]
+    (row,) = json.loads(summary["data"])
+    assert (row["total"], row["resumed_chunks"]) == (4000, stopped_at)
+    assert row["inserted"] == len(expected_ids(users, "first"))
