@@ -50,6 +50,10 @@ demo: setup ## server, deploy, worker, then the import-csv deployment on a gener
 demo-local: setup ## the same import in this process, no server or worker
 	$(PY) -m deployments.demo
 
+ui-screenshot: setup ## headless Chromium picture of the demo's import flow run: docs/flow-run.png
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	$(PY) -m deployments.screenshot
+
 serve: setup ## serve every deployment from one process (no work pool needed)
 	$(PY) -m deployments.serve
 
@@ -57,4 +61,4 @@ bench: setup ## benchmarks against their baselines (psql \copy, ...), measured i
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_api
 
-.PHONY: help setup lock check test server deploy worker stop demo demo-local serve bench
+.PHONY: help setup lock check test server deploy worker stop demo demo-local ui-screenshot serve bench
