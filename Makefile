@@ -32,7 +32,7 @@ check: setup ## ruff (lint + format) and mypy
 test: check ## everything CI runs: ruff, mypy, then pytest against real PostgreSQL and Prefect
 	$(PY) -m pytest
 
-server: setup ## local Prefect server in the background (127.0.0.1:$$BATCHFLOWS_PREFECT_PORT, default 4200)
+server: setup ## local Prefect server in the background on 127.0.0.1:4200 (BATCHFLOWS_PREFECT_PORT)
 	$(PY) -m deployments.local server
 
 deploy: setup ## bootstrap pool, queues, limits, block; then every deployment in prefect.yaml

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -83,11 +84,25 @@ def server() -> None:
     print(f"Prefect server started at {LOCAL_API} (PID {process.pid}, log .prefect/server.log)")
 
 
-def deploy() -> None:
-    """Bootstrap pool, queues, limits and block, then apply every deployment of prefect.yaml."""
+def deploy(*, brief: bool = False) -> None:
+    """Bootstrap pool, queues, limits and block, then apply every deployment of prefect.yaml;
+    `brief` prints one line per deployment instead of Prefect's panels."""
     # Children, not calls: Prefect reads PREFECT_API_URL when first imported.
     for command in (["deployments.bootstrap"], ["prefect", "--no-prompt", "deploy", "--all"]):
-        subprocess.run([sys.executable, "-m", *command], env=env(), cwd=ROOT, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", *command],
+            env=env(),
+            cwd=ROOT,
+            capture_output=brief,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            print(done.stdout, done.stderr, sep="", end="")
+            raise SystemExit(done.returncode)
+        if brief:
+            names = re.findall(r"Deployment '([^']+)' successfully", done.stdout)
+            print(f"{command[0]}: {', '.join(names) or done.stdout.strip()}")
 
 
 def worker() -> None:
@@ -152,7 +167,7 @@ def demo() -> int:
     started = time.monotonic()
     if API_URL == LOCAL_API:
         server()
-    deploy()
+    deploy(brief=True)
     worker()
     prepare(DEMO_ROWS)
     rules = {column: rule.model_dump(exclude_none=True) for column, rule in RULES.items()}
