@@ -98,8 +98,11 @@ def _reap(pid: int) -> None:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the group led by `pgid` is still there."""
+    """Whether any process of the group led by `pgid` still runs (zombies do not count)."""
     _reap(pgid)
+    proc = Path("/proc")
+    if proc.is_dir():
+        return any(stat[2] == str(pgid) and stat[0] != "Z" for stat in _stats(proc).values())
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -109,21 +112,31 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def _stats(proc: Path) -> dict[int, list[str]]:
+    """pid -> the fields of /proc/pid/stat after the command name (state, ppid, pgrp, sid...)."""
+    stats: dict[int, list[str]] = {}
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    return stats
+
+
 def session_children(pid: int) -> list[int]:
-    """Children of `pid` that lead their own session: a worker's flow-run subprocesses."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        child = int(entry.name)
-        # After the command name: state, ppid, pgrp, session.
-        if int(fields[1]) == pid and int(fields[3]) == child:
-            found.append(child)
-    return found
+    """Children of `pid` that lead their own session: a worker's flow-run subprocesses.
+
+    Read from /proc (Linux); elsewhere none are found and the worker is stopped directly.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    return [
+        child
+        for child, stat in _stats(proc).items()
+        if stat[1] == str(pid) and stat[3] == str(child) and stat[0] != "Z"
+    ]
 
 
 def stop(pid: int, timeout: float = 60) -> bool:
@@ -144,5 +157,7 @@ def stop(pid: int, timeout: float = 60) -> bool:
             if time.monotonic() > deadline:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(group, signal.SIGKILL)
+                if time.monotonic() > deadline + 10:
+                    break  # unkillable (uninterruptible I/O): give up rather than hang
             time.sleep(0.1)
     return True
