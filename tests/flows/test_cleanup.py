@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bench.generate import KEY, RULES
 from flows.cleanup import cleanup
+from flows.import_csv import import_csv
 from tasks import cleanup as retention
 from tasks.bookkeeping import (
     chunks,
@@ -22,6 +26,7 @@ from tasks.bookkeeping import (
 )
 from tasks.cleanup import Removed
 from tasks.database import get_engine
+from tests.flows.helpers import expected_ids, make_users, slow_down_inserts, table_ids
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -222,3 +227,48 @@ def test_cleanup_flow_reports_by_kind(database_url: str, tmp_path: Path) -> None
     }
     assert result.imports == 1
     assert set(_remaining(engine, chunks)) == {"running"}
+
+
+def test_cleanup_running_alongside_an_import_leaves_it_exact(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    users = make_users(tmp_path, postgres_url, 3000)
+    slow_down_inserts(postgres_url, 0.02)
+    engine = get_engine(postgres_url)
+    ensure_bookkeeping(engine)
+    with engine.begin() as conn:
+        for number in range(30):
+            _import(conn, f"old-{number}", "succeeded", datetime.now(UTC) - timedelta(days=60))
+    purged: list[Removed] = []
+    done = threading.Event()
+
+    def clean_continuously() -> None:
+        # Deletes from the same tables, in small batches, while the import commits chunks.
+        while not done.is_set():
+            cutoff = retention.cutoff_of(datetime.now(UTC), 1)
+            for import_id in retention.purgeable_imports(engine, cutoff):
+                purged.append(retention.purge_import(engine, import_id, cutoff, batch_size=1))
+            time.sleep(0.005)
+
+    cleaner = threading.Thread(target=clean_continuously)
+    cleaner.start()
+    try:
+        result = import_csv(
+            source=str(users.path),
+            table="users",
+            key=KEY,
+            rules=RULES,
+            chunk_size=100,
+            import_id="live",
+            database=postgres_url,
+        )
+    finally:
+        done.set()
+        cleaner.join()
+
+    assert sum(purged, Removed()) == Removed(rejects=120, chunks=90, claims=60)
+    assert result.total == 3000
+    assert result.failed == users.generated.invalid
+    assert result.inserted == len(expected_ids(users, "first"))
+    assert table_ids(postgres_url) == expected_ids(users, "first")
+    assert _remaining(engine, chunks) == {"live": 30}
