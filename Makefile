@@ -32,12 +32,34 @@ check: setup ## ruff (lint + format) and mypy
 test: check ## everything CI runs: ruff, mypy, then pytest against real PostgreSQL and Prefect
 	$(PY) -m pytest
 
-demo: setup ## import a generated 100k-row users file into the embedded SQLite default
+server: setup ## local Prefect server in the background on 127.0.0.1:4200 (BATCHFLOWS_PREFECT_PORT)
+	$(PY) -m deployments.local server
+
+deploy: setup ## bootstrap pool, queues, limits, block; then every deployment in prefect.yaml
+	$(PY) -m deployments.local deploy
+
+worker: setup ## a process worker on pool batchflows, in the background
+	$(PY) -m deployments.local worker
+
+stop: ## stop the worker and server that make server/worker started
+	$(PY) -m deployments.local stop
+
+demo: setup ## server, deploy, worker, then the import-csv deployment on a generated 100k-row file
+	$(PY) -m deployments.local demo
+
+demo-local: setup ## the same import in this process, no server or worker
 	$(PY) -m deployments.demo
+
+ui-screenshot: setup ## headless Chromium picture of the demo's import flow run: docs/flow-run.png
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	$(PY) -m deployments.screenshot
+
+serve: setup ## serve every deployment from one process (no work pool needed)
+	$(PY) -m deployments.serve
 
 bench: setup ## benchmarks against their baselines (psql \copy, ...), measured in the same run
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_export
 	$(PY) -m bench.bench_api
 
-.PHONY: help setup lock check test demo bench
+.PHONY: help setup lock check test server deploy worker stop demo demo-local ui-screenshot serve bench

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import sqlalchemy as sa
+
+from deployments import processes
 
 ADMIN_URL = os.environ.get(
     "BATCHFLOWS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -48,59 +48,18 @@ def throwaway_database(prefix: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def prefect_server() -> Iterator[dict[str, str]]:
     """A Prefect server (SQLite, temporary home) on a free port; yields the env to reach it."""
-    home = tempfile.mkdtemp(prefix="batchflows-bench-prefect-")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": home,
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    home = Path(tempfile.mkdtemp(prefix="batchflows-bench-prefect-"))
+    port = processes.free_port()
+    env = processes.prefect_env(home, f"http://127.0.0.1:{port}/api")
+    server = processes.spawn(processes.server_command(port), env, log=None)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the Prefect server did not start")
-            time.sleep(0.5)
+        processes.wait_healthy(env["PREFECT_API_URL"], server, timeout=90)
         yield env
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        processes.stop(server.pid, timeout=20)
 
 
 def run_child(module: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -221,8 +221,10 @@ def register(engine: Engine, plan: ImportPlan, flow_run_id: str | None) -> Impor
     except IntegrityError:
         pass
     with engine.begin() as conn:
+        # Locked, so a concurrent cleanup purging this (finished) import's ledger either
+        # completes first, and the resume sees the chunks gone, or waits for the resume.
         existing = conn.execute(
-            sa.select(imports).where(imports.c.import_id == job.import_id)
+            sa.select(imports).where(imports.c.import_id == job.import_id).with_for_update()
         ).one()
         _check_same_import(plan, existing._mapping, options)
         done = set(

@@ -97,7 +97,9 @@ def run_in_order(plan: ImportPlan, window: int) -> Iterator[ChunkCounts]:
     """
 
     def fail(exc: BaseException) -> None:
-        mark_failed(get_engine(plan.job.database), plan.job.import_id, str(exc))
+        # A TerminationSignal (SIGTERM) has no message: name the exception instead.
+        reason = str(exc) or f"stopped by {type(exc).__name__}"
+        mark_failed(get_engine(plan.job.database), plan.job.import_id, reason)
 
     chunks = ({"job": plan.job, "chunk": chunk} for chunk in plan.pending_chunks)
     yield from results_in_order(import_chunk, chunks, window, on_error=fail)

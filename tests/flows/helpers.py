@@ -84,3 +84,20 @@ def execute(url: str, *statements: str) -> None:
                 conn.execute(sa.text(statement))
     finally:
         engine.dispose()
+
+
+def committed_chunks(url: str) -> int:
+    """Chunks in the import ledger so far (0 before the bookkeeping tables exist)."""
+    exists = query(url, "SELECT to_regclass('batchflows_chunks') IS NOT NULL")[0][0]
+    return int(query(url, "SELECT count(*) FROM batchflows_chunks")[0][0]) if exists else 0
+
+
+def slow_down_inserts(url: str, seconds: float = 0.05) -> None:
+    """Make each insert statement into `users` take `seconds` longer (PostgreSQL)."""
+    execute(
+        url,
+        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$",
+        "CREATE TRIGGER slow_down AFTER INSERT ON users "
+        "FOR EACH STATEMENT EXECUTE FUNCTION slow_down()",
+    )

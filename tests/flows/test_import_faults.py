@@ -20,7 +20,14 @@ from tasks.chunk_writer import PostgresWriter
 from tasks.csv_plan import ChunkSpec
 from tasks.errors import TargetError
 from tasks.retry import is_transient
-from tests.flows.helpers import execute, expected_ids, make_users, query, table_ids
+from tests.flows.helpers import (
+    committed_chunks,
+    expected_ids,
+    make_users,
+    query,
+    slow_down_inserts,
+    table_ids,
+)
 
 CHILD = """
 import sys
@@ -31,23 +38,12 @@ import_csv(source=sys.argv[1], table="users", key=KEY, rules=RULES, chunk_size=1
 """
 
 
-def _committed_chunks(url: str) -> int:
-    exists = query(url, "SELECT to_regclass('batchflows_chunks') IS NOT NULL")[0][0]
-    return int(query(url, "SELECT count(*) FROM batchflows_chunks")[0][0]) if exists else 0
-
-
 def test_kill_9_mid_import_then_rerun_gives_the_uninterrupted_result(
     tmp_path: Path, postgres_url: str
 ) -> None:
     users = make_users(tmp_path, postgres_url, 4000)
     # Each chunk's insert takes 50 ms longer, so the kill lands mid-import.
-    execute(
-        postgres_url,
-        "CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$",
-        "CREATE TRIGGER slow_down AFTER INSERT ON users "
-        "FOR EACH STATEMENT EXECUTE FUNCTION slow_down()",
-    )
+    slow_down_inserts(postgres_url)
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(users.path), postgres_url],
@@ -58,14 +54,14 @@ def test_kill_9_mid_import_then_rerun_gives_the_uninterrupted_result(
     )
     try:
         deadline = time.monotonic() + 120
-        while _committed_chunks(postgres_url) < 8:
+        while committed_chunks(postgres_url) < 8:
             assert child.poll() is None, "the import ended before it could be killed"
             assert time.monotonic() < deadline, "the import never got going"
             time.sleep(0.02)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    killed_at = _committed_chunks(postgres_url)
+    killed_at = committed_chunks(postgres_url)
     assert 8 <= killed_at < 40
     status = query(postgres_url, "SELECT status FROM batchflows_imports")[0][0]
     assert status == "running"  # nobody was left to record the crash
