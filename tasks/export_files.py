@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
@@ -193,43 +192,6 @@ def publish(temp: Path, final: Path) -> Published:
     finally:
         os.close(directory)
     return Published(path=str(final), bytes=final.stat().st_size, sha256=digest.hexdigest())
-
-
-class DeletedExport(BaseModel):
-    """One expired export that cleanup removed."""
-
-    id: int
-    path: str
-    expires_at: datetime
-    file_existed: bool
-
-
-def delete_expired_exports(engine: Engine, now: datetime) -> list[DeletedExport]:
-    """Delete the files of exports expired at `now` and mark their rows deleted.
-
-    Rows not yet expired, or already deleted, are never touched; a file already gone is
-    still marked deleted (and reported with `file_existed=False`).
-    """
-    ensure_bookkeeping(engine)
-    now = now.astimezone(UTC)
-    deleted: list[DeletedExport] = []
-    with engine.begin() as conn:
-        expired = conn.execute(
-            sa.select(exports.c.id, exports.c.path, exports.c.expires_at).where(
-                exports.c.expires_at <= now, exports.c.deleted_at.is_(None)
-            )
-        ).all()
-        for row in expired:
-            path = Path(row.path)
-            existed = path.exists()
-            path.unlink(missing_ok=True)
-            conn.execute(exports.update().where(exports.c.id == row.id).values(deleted_at=now))
-            deleted.append(
-                DeletedExport(
-                    id=row.id, path=row.path, expires_at=row.expires_at, file_existed=existed
-                )
-            )
-    return deleted
 
 
 def record_export(

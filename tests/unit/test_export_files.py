@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tasks.bookkeeping import ensure_bookkeeping, exports
+from tasks.cleanup import Removed, delete_expired_exports
 from tasks.errors import InputError
 from tasks.export_files import (
     Published,
@@ -19,7 +20,6 @@ from tasks.export_files import (
     check_filename,
     concatenate,
     default_filename,
-    delete_expired_exports,
     exports_root,
     gzip_bytes,
     publish,
@@ -124,15 +124,16 @@ def _record(engine: sa.Engine, path: Path, expires_at: datetime) -> int:
     )
 
 
-def test_expired_exports_are_deleted_and_marked_and_others_untouched(tmp_path: Path) -> None:
+def test_cleanup_deletes_expired_exports_and_marks_them_and_leaves_the_others(
+    tmp_path: Path,
+) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     ensure_bookkeeping(engine)
     old = _record(engine, tmp_path / "old.csv", NOW - timedelta(hours=1))
     gone = _record(engine, tmp_path / "gone.csv", NOW - timedelta(minutes=1))
     (tmp_path / "gone.csv").unlink()
     fresh = _record(engine, tmp_path / "fresh.csv", NOW + timedelta(hours=1))
-    deleted = delete_expired_exports(engine, NOW)
-    assert sorted((d.id, d.file_existed) for d in deleted) == [(old, True), (gone, False)]
+    assert delete_expired_exports(engine, NOW) == Removed(export_files=1, exports=2)
     assert not (tmp_path / "old.csv").exists()
     assert (tmp_path / "fresh.csv").exists()
     with engine.connect() as conn:
@@ -140,5 +141,5 @@ def test_expired_exports_are_deleted_and_marked_and_others_untouched(tmp_path: P
     assert marks[fresh] is None
     assert marks[old] is not None
     assert marks[gone] is not None
-    assert delete_expired_exports(engine, NOW) == []
+    assert delete_expired_exports(engine, NOW) == Removed()
     engine.dispose()
