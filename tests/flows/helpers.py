@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from prefect.settings import PREFECT_API_URL
 
-from bench.generate import Generated, create_users_table, write_users_csv
+from bench.generate import KEY, RULES, Generated, create_users_table, write_users_csv
+from flows.import_csv import import_csv
 
 
 @dataclass(frozen=True)
@@ -101,3 +107,58 @@ def slow_down_inserts(url: str, seconds: float = 0.05) -> None:
         "CREATE TRIGGER slow_down AFTER INSERT ON users "
         "FOR EACH STATEMENT EXECUTE FUNCTION slow_down()",
     )
+
+
+IMPORT_CHILD = """
+import sys
+from bench.generate import KEY, RULES
+from flows.import_csv import import_csv
+import_csv(source=sys.argv[1], table="users", key=KEY, rules=RULES, chunk_size=100,
+           max_concurrency=4, import_id="killed", database=sys.argv[2])
+"""
+
+
+def start_import_child(users: UsersFile, url: str, chunks: int = 8) -> subprocess.Popen[bytes]:
+    """An import of `users` in a child process, once it has committed `chunks` chunks."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", IMPORT_CHILD, str(users.path), url],
+        env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while committed_chunks(url) < chunks:
+            assert child.poll() is None, "the import ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the import never got going"
+            time.sleep(0.02)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    return child
+
+
+def resume_and_check(users: UsersFile, url: str, interrupted_at: int) -> None:
+    """Rerun the interrupted import: it must end exactly as an uninterrupted one would."""
+    resumed = import_csv(
+        source=str(users.path),
+        table="users",
+        key=KEY,
+        rules=RULES,
+        chunk_size=100,
+        import_id="killed",
+        database=url,
+    )
+    uninterrupted = expected_ids(users, "first")
+    assert resumed.resumed_chunks >= interrupted_at
+    assert resumed.total == 4000
+    assert resumed.failed == users.generated.invalid
+    assert resumed.total == resumed.inserted + resumed.updated + resumed.skipped + resumed.failed
+    assert table_ids(url) == uninterrupted
+    assert (resumed.inserted, resumed.updated) == (len(uninterrupted), 0)
+    ledger = "SELECT count(*), count(DISTINCT chunk_index) FROM batchflows_chunks"
+    assert query(url, ledger)[0] == (40, 40)
+    rejects = query(url, "SELECT count(*), count(DISTINCT line) FROM batchflows_rejects")
+    assert rejects[0] == (users.generated.invalid, users.generated.invalid)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from prefect.settings import PREFECT_API_URL
 
 from bench.generate import KEY, RULES
 from flows.import_csv import import_csv
@@ -25,17 +20,11 @@ from tests.flows.helpers import (
     expected_ids,
     make_users,
     query,
+    resume_and_check,
     slow_down_inserts,
+    start_import_child,
     table_ids,
 )
-
-CHILD = """
-import sys
-from bench.generate import KEY, RULES
-from flows.import_csv import import_csv
-import_csv(source=sys.argv[1], table="users", key=KEY, rules=RULES, chunk_size=100,
-           max_concurrency=4, import_id="killed", database=sys.argv[2])
-"""
 
 
 def test_kill_9_mid_import_then_rerun_gives_the_uninterrupted_result(
@@ -44,48 +33,15 @@ def test_kill_9_mid_import_then_rerun_gives_the_uninterrupted_result(
     users = make_users(tmp_path, postgres_url, 4000)
     # Each chunk's insert takes 50 ms longer, so the kill lands mid-import.
     slow_down_inserts(postgres_url)
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(users.path), postgres_url],
-        env=env,
-        cwd=Path(__file__).parents[2],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while committed_chunks(postgres_url) < 8:
-            assert child.poll() is None, "the import ended before it could be killed"
-            assert time.monotonic() < deadline, "the import never got going"
-            time.sleep(0.02)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    child = start_import_child(users, postgres_url)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
     killed_at = committed_chunks(postgres_url)
     assert 8 <= killed_at < 40
     status = query(postgres_url, "SELECT status FROM batchflows_imports")[0][0]
     assert status == "running"  # nobody was left to record the crash
 
-    resumed = import_csv(
-        source=str(users.path),
-        table="users",
-        key=KEY,
-        rules=RULES,
-        chunk_size=100,
-        import_id="killed",
-        database=postgres_url,
-    )
-    assert resumed.resumed_chunks >= killed_at
-    assert resumed.total == 4000
-    assert resumed.failed == users.generated.invalid
-    assert resumed.total == resumed.inserted + resumed.updated + resumed.skipped + resumed.failed
-    assert table_ids(postgres_url) == expected_ids(users, "first")
-    assert resumed.inserted == len(expected_ids(users, "first"))
-    assert query(
-        postgres_url, "SELECT count(*), count(DISTINCT chunk_index) FROM batchflows_chunks"
-    )[0] == (40, 40)
-    rejects = query(postgres_url, "SELECT count(*), count(DISTINCT line) FROM batchflows_rejects")
-    assert rejects[0] == (users.generated.invalid, users.generated.invalid)
+    resume_and_check(users, postgres_url, killed_at)
 
 
 def test_a_connection_dropped_mid_chunk_is_retried_and_applied_once(
