@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, Field
 
 from tasks.api_pagination import (
@@ -33,7 +32,7 @@ from tasks.api_watermark import Watermark
 from tasks.database import get_engine
 from tasks.errors import InputError
 from tasks.http_caller import HttpCaller
-from tasks.retry import BACKOFF_FACTOR, JITTER, retry_if_transient
+from tasks.retry import transient_retries
 from tasks.run_log import run_logger
 from tasks.task_window import results_in_order
 
@@ -89,10 +88,7 @@ fetch_page = task(
 @task(
     name="write-page",
     task_run_name="write-page-{page.request.number}",
-    retries=WRITE_RETRIES,
-    retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(WRITE_RETRIES),
 )
 def write_page(plan: PullPlan, page: Page, state: SyncUpdate) -> UpsertCounts:
     """Upsert the page's records with the sync state that covers them, in one transaction."""

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from tasks.database import get_engine
 from tasks.errors import InputError
@@ -29,7 +28,7 @@ from tasks.export_files import (
 from tasks.export_part import ExportJob, PartResult, finish, write_part
 from tasks.export_read import exported_snapshot
 from tasks.export_source import Compression, Format, KeyRange, check_source, key_ranges
-from tasks.retry import BACKOFF_FACTOR, JITTER, retry_if_transient
+from tasks.retry import transient_retries
 
 
 def make_job(
@@ -95,10 +94,7 @@ def shared_snapshot(job: ExportJob, chunk_size: int) -> Iterator[tuple[ExportJob
     name="export-part",
     task_run_name="export-part-{part.index}",
     cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_FACTOR),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(3),
 )
 def export_part(job: ExportJob, part: KeyRange) -> PartResult:
     """Write one part to its temporary file."""

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from tasks.chunk_writer import ChunkCounts
 from tasks.csv_plan import ChunkSpec
@@ -19,17 +18,14 @@ from tasks.database import get_engine
 from tasks.import_chunk import run_chunk
 from tasks.import_ledger import ImportTotals, ledger_totals, mark_failed, mark_finished
 from tasks.import_plan import ImportJob, ImportOptions, ImportPlan, make_plan
-from tasks.retry import BACKOFF_FACTOR, JITTER, retry_if_transient
+from tasks.retry import transient_retries
 from tasks.task_window import results_in_order
 
 
 @task(
     name="plan-import",
     cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_FACTOR),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(3),
 )
 def plan_import(
     *,
@@ -65,10 +61,7 @@ def plan_import(
     name="import-chunk",
     task_run_name="{chunk.label}",
     cache_policy=NO_CACHE,
-    retries=5,
-    retry_delay_seconds=exponential_backoff(backoff_factor=BACKOFF_FACTOR),
-    retry_jitter_factor=JITTER,
-    retry_condition_fn=retry_if_transient,
+    **transient_retries(5),
 )
 def import_chunk(job: ImportJob, chunk: ChunkSpec) -> ChunkCounts:
     """Parse, validate and apply one chunk in one transaction, exactly once."""
