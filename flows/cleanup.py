@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -11,6 +11,9 @@ from prefect.cache_policies import NO_CACHE
 from tasks import cleanup as retention
 from tasks.cleanup import Removed
 from tasks.database import get_engine
+from tasks.export_files import exports_root
+
+ABANDONED_AFTER = timedelta(days=1)
 
 
 class CleanupResult(Removed):
@@ -26,6 +29,14 @@ class CleanupResult(Removed):
 def delete_expired_exports(database: str | None, now: datetime, dry_run: bool) -> Removed:
     """Expired export files and their rows."""
     return retention.delete_expired_exports(get_engine(database), now, dry_run=dry_run)
+
+
+@task(cache_policy=NO_CACHE)
+def delete_abandoned_temp_files(now: datetime, dry_run: bool) -> Removed:
+    """Temporary files of exports killed mid-way, untouched for a day, under the exports root."""
+    return retention.delete_abandoned_temp_files(
+        exports_root(), now - ABANDONED_AFTER, dry_run=dry_run
+    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -53,7 +64,7 @@ def cleanup(
     dry_run: bool = False,
     database: str | None = None,
 ) -> CleanupResult:
-    """Delete expired exports and the bookkeeping of work finished `retention_days` ago.
+    """Delete expired exports, abandoned export temp files, and old bookkeeping of finished work.
 
     Running imports and pending dead letters are never touched; every batch is a short
     transaction, so it is safe to run while imports run.
@@ -68,9 +79,10 @@ def cleanup(
     now = datetime.now(UTC)
     cutoff = retention.cutoff_of(now, retention_days)
     exports = delete_expired_exports(database, now, dry_run)
+    leftovers = delete_abandoned_temp_files(now, dry_run)
     imports, ledger = purge_finished_imports(database, cutoff, dry_run)
     letters = delete_replayed_dead_letters(database, cutoff, dry_run)
-    removed = exports + ledger + letters
+    removed = exports + leftovers + ledger + letters
     result = CleanupResult(
         **removed.model_dump(),
         dry_run=dry_run,

@@ -1,6 +1,7 @@
 """Retention: remove expired exports and the bookkeeping of finished imports and replays.
 
-Only what is past its time goes: export files whose `expires_at` has passed, the rejects,
+Only what is past its time goes: export files whose `expires_at` has passed, temporary files
+a killed export left behind a day ago or more, the rejects,
 chunk ledger and key claims of imports that finished (succeeded or failed) more than
 `retention_days` ago, and dead letters replayed that long ago. A running import's ledger is
 what makes its resume exact, so it is never touched, and pending dead letters stay until they
@@ -26,6 +27,7 @@ from tasks.bookkeeping import (
     rejects,
 )
 from tasks.database import backend_of
+from tasks.export_files import abandoned_temp_files
 
 FINISHED = ("succeeded", "failed")
 BATCH_SIZE = 5_000
@@ -35,6 +37,7 @@ class Removed(BaseModel):
     """Rows (and export files) removed, or that would be in a dry run, by kind."""
 
     export_files: int = 0
+    temp_files: int = 0
     exports: int = 0
     rejects: int = 0
     chunks: int = 0
@@ -86,6 +89,15 @@ def delete_expired_exports(
                 .values(deleted_at=now)
             ).rowcount
         removed += Removed(export_files=files, exports=marked)
+
+
+def delete_abandoned_temp_files(root: Path, before: datetime, *, dry_run: bool = False) -> Removed:
+    """Temporary files of exports killed mid-way, untouched since `before`."""
+    abandoned = abandoned_temp_files(root, before)
+    if not dry_run:
+        for path in abandoned:
+            path.unlink(missing_ok=True)
+    return Removed(temp_files=len(abandoned))
 
 
 def _finished_before(cutoff: datetime) -> sa.ColumnElement[bool]:

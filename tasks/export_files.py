@@ -40,6 +40,23 @@ def exports_root() -> Path:
     return root.resolve()
 
 
+# The names TempFiles gives: `.<filename>.<12 hex token>.partNNNNN` and `....tmp`.
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.(part\d{5}|tmp)$")
+
+
+def abandoned_temp_files(root: Path, before: datetime) -> list[Path]:
+    """Temporary export files under `root` last written before `before`: a killed run's leftovers.
+
+    A running export rewrites its files continuously, so one untouched for long is abandoned.
+    """
+    cutoff = before.timestamp()
+    return sorted(
+        path
+        for path in root.rglob(".*")
+        if _TEMP_NAME.match(path.name) and path.is_file() and path.stat().st_mtime < cutoff
+    )
+
+
 def resolve_destination(destination: str, root: Path) -> Path:
     """The directory `destination` names inside `root`, created; anything outside is refused."""
     if not destination.strip() or "\x00" in destination:

@@ -219,6 +219,7 @@ def test_cleanup_flow_reports_by_kind(database_url: str, tmp_path: Path) -> None
     assert dry.dry_run
     assert result.model_dump(include=set(Removed.model_fields)) == {
         "export_files": 1,
+        "temp_files": 0,
         "exports": 1,
         "rejects": 4,
         "chunks": 3,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tasks.bookkeeping import ensure_bookkeeping, exports
-from tasks.cleanup import Removed, delete_expired_exports
+from tasks.cleanup import Removed, delete_abandoned_temp_files, delete_expired_exports
 from tasks.errors import InputError
 from tasks.export_files import (
     Published,
@@ -143,3 +144,27 @@ def test_cleanup_deletes_expired_exports_and_marks_them_and_leaves_the_others(
     assert marks[gone] is not None
     assert delete_expired_exports(engine, NOW) == Removed()
     engine.dispose()
+
+
+def test_cleanup_removes_only_temp_files_a_killed_export_left_long_ago(tmp_path: Path) -> None:
+    nested = tmp_path / "exports" / "daily"
+    nested.mkdir(parents=True)
+    old_part = TempFiles(nested, "users.csv.gz", "0123456789ab").part(3)
+    old_tmp = TempFiles(tmp_path, "users.json", "ba9876543210").whole
+    fresh_part = TempFiles(nested, "users.csv.gz", "feedfeedfeed").part(0)
+    published = nested / "users.csv.gz"
+    lookalike = nested / ".users.csv.gz.notatoken.tmp"
+    for path in (old_part, old_tmp, fresh_part, published, lookalike):
+        path.write_bytes(b"x")
+    hour_ago = NOW.timestamp() - 3600
+    for path in (old_part, old_tmp, published, lookalike):
+        os.utime(path, (hour_ago, hour_ago))
+
+    before = NOW - timedelta(minutes=30)
+    counted = delete_abandoned_temp_files(tmp_path, before, dry_run=True)
+    assert counted == Removed(temp_files=2)
+    assert old_part.exists()
+    assert delete_abandoned_temp_files(tmp_path, before) == Removed(temp_files=2)
+    assert not old_part.exists()
+    assert not old_tmp.exists()
+    assert [fresh_part.exists(), published.exists(), lookalike.exists()] == [True, True, True]
