@@ -23,7 +23,7 @@ from tasks.api_idempotency import idempotency_key, jsonable
 from tasks.database import backend_of, get_engine, raw_connection
 from tasks.db_errors import database_errors
 from tasks.errors import InputError
-from tasks.read_only import postgres_read_only, sqlite_query_only
+from tasks.read_only import check_select, postgres_read_only, read_only_session, sqlite_query_only
 from tasks.schema import qualified, quote, reflect_table
 
 FETCH_ROWS = 1000
@@ -97,7 +97,7 @@ def make_push_plan(
             sql += " ORDER BY " + ", ".join(quote(engine.dialect, name) for name in key)
         source = f"table {spec.display_name}"
     else:
-        sql = (query or "").strip().rstrip(";")
+        sql = check_select(query or "", "query")
         source = "query"
     columns, total = _describe(engine, sql)
     for parameter, names in (("key", key), ("path", url_fields)):
@@ -126,14 +126,16 @@ plan_push = task(name="plan-push")(make_push_plan)
 
 def _describe(engine: Engine, sql: str) -> tuple[list[str], int]:
     """The columns of `sql` and how many rows it returns."""
-    with database_errors("parameter 'query'"), raw_connection(engine) as conn:
+    with (
+        database_errors("parameter 'query'"),
+        raw_connection(engine) as conn,
+        read_only_session(engine, conn),
+    ):
         cur = conn.cursor()
         cur.execute(f"SELECT * FROM ({sql}) batchflows_q LIMIT 0")
         columns = [d[0] for d in cur.description]
         cur.execute(f"SELECT count(*) FROM ({sql}) batchflows_q")
         total = int(cur.fetchone()[0])
-        if backend_of(engine) == "postgresql":
-            conn.rollback()
     return columns, total
 
 

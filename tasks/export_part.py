@@ -41,7 +41,8 @@ from tasks.export_files import (
     write_stream,
 )
 from tasks.export_read import CopyOut, adbc_uri, arrow_batches, cursor_batches
-from tasks.export_source import Compression, ExportSource, Format, KeyRange, read_only_session
+from tasks.export_source import Compression, ExportSource, Format, KeyRange
+from tasks.read_only import read_only_session
 
 
 class ExportJob(BaseModel):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import psycopg
@@ -21,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from tasks.database import Backend, backend_of, raw_connection
 from tasks.errors import InputError, SchemaError
-from tasks.read_only import check_condition, check_select, postgres_read_only, sqlite_query_only
+from tasks.read_only import check_condition, check_select, read_only_session
 from tasks.schema import Kind, TableSpec, qualified, quote, reflect_table
 
 SAMPLE_ROWS = 200_000
@@ -151,17 +149,6 @@ def _describe(engine: Engine, sql: str, parameter: str) -> list[str]:
     except (psycopg.Error, sqlite3.Error) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(f"parameter {parameter!r}: the database refused it: {first}") from exc
-
-
-@contextmanager
-def read_only_session(engine: Engine, conn: Any, snapshot: str | None = None) -> Iterator[Any]:
-    """`conn` in a read-only transaction of its backend (PostgreSQL: on `snapshot`)."""
-    if backend_of(engine) == "postgresql":
-        with postgres_read_only(conn, snapshot):
-            yield conn
-    else:
-        with sqlite_query_only(conn):
-            yield conn
 
 
 def key_ranges(

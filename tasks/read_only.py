@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from psycopg import sql as pgsql
+from sqlalchemy.engine import Engine
 
+from tasks.database import backend_of
 from tasks.errors import InputError
 
 _TOKENS = re.compile(
@@ -61,20 +63,20 @@ def check_select(text: str, parameter: str = "query") -> str:
         raise InputError(f"parameter {parameter!r}: the query is empty")
     if ("other", ";") in tokens:
         raise InputError(
-            f"parameter {parameter!r}: only one statement can be exported; remove the ';' "
+            f"parameter {parameter!r}: only one statement is allowed; remove the ';' "
             "between statements"
         )
     words = [value.upper() for kind, value in tokens if kind == "word"]
     first = next((value for kind, value in tokens if kind != "other" or value != "("), "")
     if first.upper() not in _STARTS:
         raise InputError(
-            f"parameter {parameter!r}: only a read-only SELECT (or WITH ... SELECT) can be "
-            f"exported, not {first!r}"
+            f"parameter {parameter!r}: only a read-only SELECT (or WITH ... SELECT) is allowed, "
+            f"not {first!r}"
         )
     writes = sorted(_WRITES.intersection(words))
     if writes:
         raise InputError(
-            f"parameter {parameter!r}: only a read-only SELECT can be exported; it contains "
+            f"parameter {parameter!r}: only a read-only SELECT is allowed; it contains "
             f"{', '.join(writes)} (quote a column of that name)"
         )
     return _strip_trailing(text)
@@ -152,3 +154,14 @@ def sqlite_query_only(conn: Any) -> Iterator[Any]:
     finally:
         cursor.execute("PRAGMA query_only = OFF")
         cursor.close()
+
+
+@contextmanager
+def read_only_session(engine: Engine, conn: Any, snapshot: str | None = None) -> Iterator[Any]:
+    """`conn` in a read-only transaction of its backend (PostgreSQL: on `snapshot`)."""
+    if backend_of(engine) == "postgresql":
+        with postgres_read_only(conn, snapshot):
+            yield conn
+    else:
+        with sqlite_query_only(conn):
+            yield conn

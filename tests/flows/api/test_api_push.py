@@ -270,6 +270,14 @@ def test_replay_selects_by_flow_run_and_by_age(api: FakeApi, sqlite_url: str) ->
         ({"headers": {"Authorization": "x"}}, "parameter 'headers': Authorization"),
         ({"batch_size": 5, "path": "/outbox/{id}"}, "only works with batch_size=1"),
         ({"max_concurrency": 0}, "parameter 'max_concurrency'"),
+        (
+            {"table": None, "query": "DELETE FROM outbox RETURNING id"},
+            "parameter 'query': only a read-only SELECT",
+        ),
+        (
+            {"table": None, "query": "SELECT id FROM outbox; DROP TABLE outbox"},
+            "parameter 'query': only one statement is allowed",
+        ),
     ],
     ids=[
         "table-and-query",
@@ -277,6 +285,8 @@ def test_replay_selects_by_flow_run_and_by_age(api: FakeApi, sqlite_url: str) ->
         "secret-header",
         "field-path-in-batch",
         "no-concurrency",
+        "writing-query",
+        "two-statements",
     ],
 )
 def test_bad_parameters_are_refused_before_sending(
