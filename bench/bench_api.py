@@ -31,9 +31,8 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.api_pull import PullResult, api_pull
-from tasks.database import get_engine
-from tests.api_server import items, serve_elsewhere
-from tests.flows.api.helpers import create_items_table
+from samples.api_server import create_items_table, items, serve_elsewhere
+from tasks.db.engine import get_engine
 
 PAGE_SIZE = 100
 MAX_CONCURRENCY = 5

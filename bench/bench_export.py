@@ -23,8 +23,8 @@ import time
 from typing import Any, Literal
 
 from bench.bench_import import files
-from bench.generate import create_users_table
 from bench.support import OUT, prefect_server, psql, run_child, throwaway_database, timed
+from samples.users import create_users_table
 
 ROWS = 1_000_000
 CHUNK_SIZE = 100_000

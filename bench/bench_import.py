@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.generate import create_users_table, write_users_csv
 from bench.support import OUT, prefect_server, psql, run_child, throwaway_database, timed
+from samples.users import create_users_table, write_users_csv
 
 ROWS = 1_000_000
 CHUNK_SIZES = (10_000, 25_000)
@@ -42,9 +42,9 @@ def files(rows: int) -> tuple[Path, Path]:
 
 def child_import(source: str, url: str, table: str, chunk_size: int) -> None:
     """Runs in the child: one import, then its call time, result and peak RSS as JSON."""
-    from bench.generate import KEY, RULES  # noqa: PLC0415
     from bench.support import peak_rss_mb  # noqa: PLC0415
     from flows.import_csv import import_csv  # noqa: PLC0415
+    from samples.users import KEY, RULES  # noqa: PLC0415
 
     started = time.perf_counter()
     result = import_csv(

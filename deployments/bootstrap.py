@@ -18,7 +18,7 @@ from prefect.workers.process import ProcessWorker
 from prefect_sqlalchemy import SqlAlchemyConnector
 from pydantic import BaseModel
 
-from tasks.database import ENV_VAR
+from tasks.db.engine import ENV_VAR
 
 POOL = "batchflows"
 # Lower runs first: the worker takes urgent imports before routine work, maintenance last.

@@ -6,9 +6,9 @@ into the `users` table of the SQLite file data/batchflows.db (or $BATCHFLOWS_DAT
 
 from __future__ import annotations
 
-from bench.generate import KEY, RULES
 from deployments.sample_data import SAMPLE, prepare
 from flows.import_csv import import_csv
+from samples.users import KEY, RULES
 
 
 def main() -> None:

@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 
-from bench.generate import KEY, RULES
 from deployments import processes
 from deployments.bootstrap import POOL
 from deployments.processes import ROOT
+from samples.users import KEY, RULES
 
 STATE = ROOT / ".prefect"
 HOME = STATE / "home"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.generate import create_users_table, write_users_csv
-from tasks.database import get_engine
+from samples.users import create_users_table, write_users_csv
+from tasks.db.engine import get_engine
 
 SAMPLE = Path("data/generated/users.csv")
 

@@ -7,15 +7,15 @@ import json
 from prefect import flow
 from pydantic import BaseModel
 
-from tasks.api_pagination import Pagination, Scalar
-from tasks.api_pull_pages import fetch_page, pages_in_order, store_pages
-from tasks.api_pull_plan import plan_pull
-from tasks.api_report import ApiProgress
-from tasks.api_watermark import Incremental
-from tasks.http_caller import HttpCaller
-from tasks.http_client import endpoint
-from tasks.http_options import HttpOptions, api_task_runner, documents_http_parameters
-from tasks.run_log import run_logger
+from tasks.api.pagination import Pagination, Scalar
+from tasks.api.progress import ApiProgress
+from tasks.api.pull_pages import fetch_page, pages_in_order, store_pages
+from tasks.api.pull_plan import plan_pull
+from tasks.api.watermark import Incremental
+from tasks.common.run_log import run_logger
+from tasks.http.caller import HttpCaller
+from tasks.http.client import endpoint
+from tasks.http.options import HttpOptions, api_task_runner, documents_http_parameters
 
 
 class PullResult(BaseModel):
@@ -62,7 +62,7 @@ def api_pull(
     """Read every page of `base_url` + `path` and upsert its records into `table` on `key`.
 
     The HTTP parameters (headers to breaker_pause_seconds) are described once, in
-    `tasks.http_options.HttpOptions`; `@documents_http_parameters` adds them below.
+    `tasks.http.options.HttpOptions`; `@documents_http_parameters` adds them below.
 
     Args:
         base_url: Root of the API, e.g. https://api.example.com/v1.

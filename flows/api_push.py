@@ -8,14 +8,14 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from tasks.api_push_source import plan_push, stream_rows
-from tasks.api_report import ApiProgress
-from tasks.api_send import REQUESTS_PER_GROUP, SendCounts, groups_of, send_all
-from tasks.database import get_engine
-from tasks.http_auth import plain_headers
-from tasks.http_caller import HttpCaller
-from tasks.http_client import endpoint
-from tasks.http_options import HttpOptions, api_task_runner, documents_http_parameters
+from tasks.api.progress import ApiProgress
+from tasks.api.push_source import plan_push, stream_rows
+from tasks.api.send import REQUESTS_PER_GROUP, SendCounts, groups_of, send_all
+from tasks.db.engine import get_engine
+from tasks.http.auth import plain_headers
+from tasks.http.caller import HttpCaller
+from tasks.http.client import endpoint
+from tasks.http.options import HttpOptions, api_task_runner, documents_http_parameters
 
 
 class PushResult(BaseModel):
@@ -62,7 +62,7 @@ def api_push(
     the retries, or gets a 4xx, goes to batchflows_dead_letters (see replay-dead-letters).
 
     The HTTP parameters (headers to breaker_pause_seconds) are described once, in
-    `tasks.http_options.HttpOptions`; `@documents_http_parameters` adds them below.
+    `tasks.http.options.HttpOptions`; `@documents_http_parameters` adds them below.
 
     Args:
         base_url: Root of the API, e.g. https://api.example.com/v1.

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
-from tasks import cleanup as retention
-from tasks.cleanup import Removed
-from tasks.database import get_engine
-from tasks.export_files import exports_root
-
-ABANDONED_AFTER = timedelta(days=1)
+from tasks.retention import (
+    Removed,
+    cutoff_of,
+    expire_exports,
+    purge_finished_imports,
+    purge_replayed_dead_letters,
+    remove_abandoned_temp_files,
+)
 
 
 class CleanupResult(Removed):
@@ -23,39 +24,6 @@ class CleanupResult(Removed):
     retention_days: int
     imports: int
     cutoff: datetime
-
-
-@task(cache_policy=NO_CACHE)
-def delete_expired_exports(database: str | None, now: datetime, dry_run: bool) -> Removed:
-    """Expired export files and their rows."""
-    return retention.delete_expired_exports(get_engine(database), now, dry_run=dry_run)
-
-
-@task(cache_policy=NO_CACHE)
-def delete_abandoned_temp_files(now: datetime, dry_run: bool) -> Removed:
-    """Temporary files of exports killed mid-way, untouched for a day, under the exports root."""
-    return retention.delete_abandoned_temp_files(
-        exports_root(), now - ABANDONED_AFTER, dry_run=dry_run
-    )
-
-
-@task(cache_policy=NO_CACHE)
-def purge_finished_imports(
-    database: str | None, cutoff: datetime, dry_run: bool
-) -> tuple[int, Removed]:
-    """Rejects, chunk ledger and claims of imports finished before `cutoff`."""
-    engine = get_engine(database)
-    removed = Removed()
-    finished = retention.purgeable_imports(engine, cutoff)
-    for import_id in finished:
-        removed += retention.purge_import(engine, import_id, cutoff, dry_run=dry_run)
-    return len(finished), removed
-
-
-@task(cache_policy=NO_CACHE)
-def delete_replayed_dead_letters(database: str | None, cutoff: datetime, dry_run: bool) -> Removed:
-    """Dead letters replayed before `cutoff`."""
-    return retention.delete_replayed_dead_letters(get_engine(database), cutoff, dry_run=dry_run)
 
 
 @flow(name="cleanup", log_prints=True)
@@ -77,11 +45,11 @@ def cleanup(
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
     """
     now = datetime.now(UTC)
-    cutoff = retention.cutoff_of(now, retention_days)
-    exports = delete_expired_exports(database, now, dry_run)
-    leftovers = delete_abandoned_temp_files(now, dry_run)
+    cutoff = cutoff_of(now, retention_days)
+    exports = expire_exports(database, now, dry_run)
+    leftovers = remove_abandoned_temp_files(now, dry_run)
     imports, ledger = purge_finished_imports(database, cutoff, dry_run)
-    letters = delete_replayed_dead_letters(database, cutoff, dry_run)
+    letters = purge_replayed_dead_letters(database, cutoff, dry_run)
     removed = exports + leftovers + ledger + letters
     result = CleanupResult(
         **removed.model_dump(),

@@ -10,12 +10,12 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
+from tasks.common.progress import RunProgress
+from tasks.common.task_window import results_in_order
 from tasks.errors import InputError
-from tasks.export_files import Published
-from tasks.export_part import ExportJob, PartResult
-from tasks.export_tasks import export_part, finish_export, plan_export, shared_snapshot
-from tasks.progress import RunProgress
-from tasks.task_window import results_in_order
+from tasks.exports.files import Published
+from tasks.exports.part import ExportJob, PartResult
+from tasks.exports.steps import export_part, finish_export, plan_export, shared_snapshot
 
 
 class ExportResult(BaseModel):

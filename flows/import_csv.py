@@ -10,14 +10,14 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from tasks.chunk_writer import ChunkCounts
-from tasks.csv_plan import CsvDialect
-from tasks.database import get_engine
-from tasks.import_ledger import ImportTotals, first_rejects
-from tasks.import_plan import ImportOptions, ImportPlan
-from tasks.import_tasks import finish_import, plan_import, run_in_order
-from tasks.progress import RunProgress
-from tasks.validation import ColumnRule
+from tasks.common.progress import RunProgress
+from tasks.db.engine import get_engine
+from tasks.imports.csv_plan import CsvDialect
+from tasks.imports.ledger import ImportTotals, first_rejects
+from tasks.imports.plan import ImportOptions, ImportPlan
+from tasks.imports.steps import finish_import, plan_import, run_in_order
+from tasks.imports.validation import ColumnRule
+from tasks.imports.writer import ChunkCounts
 
 
 class ImportResult(ImportTotals):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel
 
-from tasks.api_dead_letters import count_pending, pending_deliveries, pending_filter
-from tasks.api_report import ApiProgress
-from tasks.api_send import REQUESTS_PER_GROUP, SendCounts, groups_of, send_all
-from tasks.database import get_engine
-from tasks.http_caller import HttpCaller
-from tasks.http_options import HttpOptions, api_task_runner, documents_http_parameters
+from tasks.api.dead_letters import count_pending, pending_deliveries, pending_filter
+from tasks.api.progress import ApiProgress
+from tasks.api.send import REQUESTS_PER_GROUP, SendCounts, groups_of, send_all
+from tasks.db.engine import get_engine
+from tasks.http.caller import HttpCaller
+from tasks.http.options import HttpOptions, api_task_runner, documents_http_parameters
 
 
 class ReplayResult(BaseModel):
@@ -50,7 +50,7 @@ def replay_dead_letters(
     letters are marked replayed_at; the others stay pending with their new attempt count.
 
     The HTTP parameters (headers to breaker_pause_seconds) are described once, in
-    `tasks.http_options.HttpOptions`; `@documents_http_parameters` adds them below.
+    `tasks.http.options.HttpOptions`; `@documents_http_parameters` adds them below.
 
     Args:
         flow_run_id: Only the letters of this api-push flow run.

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tasks.database import dispose_engines
+from tasks.db.engine import dispose_engines
 
 ADMIN_URL = os.environ.get(
     "BATCHFLOWS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -22,10 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.generate import KEY, RULES
 from deployments import processes
 from deployments.bootstrap import POOL
 from deployments.processes import ROOT
+from samples.users import KEY, RULES
 from tests.flows.helpers import (
     committed_chunks,
     expected_ids,

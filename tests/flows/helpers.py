@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from prefect.settings import PREFECT_API_URL
 
-from bench.generate import KEY, RULES, Generated, create_users_table, write_users_csv
 from flows.import_csv import import_csv
+from samples.users import KEY, RULES, Generated, create_users_table, write_users_csv
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def slow_down_inserts(url: str, seconds: float = 0.05) -> None:
 
 IMPORT_CHILD = """
 import sys
-from bench.generate import KEY, RULES
+from samples.users import KEY, RULES
 from flows.import_csv import import_csv
 import_csv(source=sys.argv[1], table="users", key=KEY, rules=RULES, chunk_size=100,
            max_concurrency=4, import_id="killed", database=sys.argv[2])

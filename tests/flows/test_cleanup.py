@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench.generate import KEY, RULES
 from flows.cleanup import cleanup
 from flows.import_csv import import_csv
-from tasks import cleanup as retention
-from tasks.bookkeeping import (
+from samples.users import KEY, RULES
+from tasks import retention
+from tasks.db.bookkeeping import (
     chunks,
     claims,
     dead_letters,
@@ -24,8 +24,8 @@ from tasks.bookkeeping import (
     imports,
     rejects,
 )
-from tasks.cleanup import Removed
-from tasks.database import get_engine
+from tasks.db.engine import get_engine
+from tasks.retention import Removed
 from tests.flows.helpers import expected_ids, make_users, slow_down_inserts, table_ids
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from bench.generate import KEY, RULES
 from flows.export_table import ExportResult, export_table
 from flows.import_csv import import_csv
+from samples.users import KEY, RULES
 from tasks.errors import InputError, SchemaError, TargetError
-from tasks.export_files import write_stream
-from tasks.export_part import ExportJob, PartResult, write_part
-from tasks.export_source import ExportSource, KeyRange, key_ranges
+from tasks.exports.files import write_stream
+from tasks.exports.part import ExportJob, PartResult, write_part
+from tasks.exports.source import ExportSource, KeyRange, key_ranges
 from tests.flows.helpers import execute, make_users, query
 
 FORMATS = ["csv", "ndjson", "json", "parquet"]
@@ -235,7 +235,7 @@ def test_parts_read_the_flow_snapshot_not_later_commits(
             other.execute("INSERT INTO items (id, ts) VALUES (0, now()), (100000, now())")
         return planned
 
-    monkeypatch.setattr("tasks.export_tasks.key_ranges", ranges_then_concurrent_writes)
+    monkeypatch.setattr("tasks.exports.steps.key_ranges", ranges_then_concurrent_writes)
     result = _export(postgres_url, table="items", format="csv", chunk_size=50)
     assert result.parts > 1
     assert _file_rows(result) == before
@@ -328,7 +328,7 @@ def test_a_failing_part_leaves_no_file_and_fails_the_run(
             raise OSError(28, "No space left on device")
         return write_part(job, part)
 
-    monkeypatch.setattr("tasks.export_tasks.write_part", failing)
+    monkeypatch.setattr("tasks.exports.steps.write_part", failing)
     with pytest.raises(OSError, match="No space left"):
         _export(postgres_url, table="items", chunk_size=50, filename="items.csv.gz")
     assert not any(path.is_file() for path in exports_root.rglob("*"))
@@ -377,9 +377,9 @@ def test_a_full_disk_mid_part_leaves_no_file_and_the_database_usable(
         path.write_bytes(next(chunks))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("tasks.export_part.write_stream", disk_full)
+    monkeypatch.setattr("tasks.exports.part.write_stream", disk_full)
     with pytest.raises(OSError, match="No space left"):
         _export(postgres_url, table="items", format=file_format, chunk_size=100)
     assert not any(path.is_file() for path in exports_root.rglob("*"))
-    monkeypatch.setattr("tasks.export_part.write_stream", write_stream)
+    monkeypatch.setattr("tasks.exports.part.write_stream", write_stream)
     assert _export(postgres_url, table="items", format=file_format, chunk_size=100).rows == 300

@@ -11,10 +11,10 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from bench.generate import KEY, RULES
 from flows.import_csv import ImportResult, import_csv
+from samples.users import KEY, RULES
 from tasks.errors import ConflictError, CsvFormatError, ErrorRateExceeded, InputError, SchemaError
-from tasks.import_chunk import run_chunk as real_run_chunk
+from tasks.imports.chunk import run_chunk as real_run_chunk
 from tests.flows.helpers import execute, expected_ids, make_users, query, table_ids
 
 SMALL_CHUNKS = 37
@@ -132,11 +132,11 @@ def test_rerun_with_the_same_import_id_applies_each_chunk_once(
             raise RuntimeError("worker died")
         return real_run_chunk(job, chunk)
 
-    monkeypatch.setattr("tasks.import_tasks.run_chunk", crash_on_chunk_5)
+    monkeypatch.setattr("tasks.imports.steps.run_chunk", crash_on_chunk_5)
     with pytest.raises(RuntimeError, match="worker died"):
         _import(users.path, database_url, import_id="resume-me")
     assert query(database_url, "SELECT max(chunk_index) FROM batchflows_chunks")[0][0] == 4
-    monkeypatch.setattr("tasks.import_tasks.run_chunk", real_run_chunk)
+    monkeypatch.setattr("tasks.imports.steps.run_chunk", real_run_chunk)
     resumed = _import(users.path, database_url, import_id="resume-me")
     assert resumed.resumed_chunks == 5
     assert resumed.total == 400
@@ -163,7 +163,7 @@ def test_a_prefect_retry_of_the_flow_run_resumes_the_import(
             raise RuntimeError("lost the worker")
         return real_run_chunk(job, chunk)
 
-    monkeypatch.setattr("tasks.import_tasks.run_chunk", fail_once)
+    monkeypatch.setattr("tasks.imports.steps.run_chunk", fail_once)
     retrying = import_csv.with_options(retries=1, retry_delay_seconds=0)
     result = retrying(
         source=str(users.path),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.generate import KEY, RULES
 from flows.import_csv_dask import import_csv_dask
+from samples.users import KEY, RULES
 from tests.flows.helpers import expected_ids, make_users, table_ids
 
 

@@ -9,12 +9,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from bench.generate import KEY, RULES
 from flows.import_csv import import_csv
-from tasks.chunk_writer import PostgresWriter
-from tasks.csv_plan import ChunkSpec
+from samples.users import KEY, RULES
+from tasks.common.retry import is_transient
+from tasks.db.errors import database_errors
 from tasks.errors import TargetError
-from tasks.retry import is_transient
+from tasks.imports.csv_plan import ChunkSpec
+from tasks.imports.writer.postgres import PostgresWriter
 from tests.flows.helpers import (
     committed_chunks,
     expected_ids,
@@ -82,9 +83,8 @@ def test_a_connection_dropped_mid_chunk_is_retried_and_applied_once(
     ],
 )
 def test_deadlocks_and_lost_connections_are_transient(error: Exception, postgres_url: str) -> None:
-    writer = PostgresWriter.__new__(PostgresWriter)
     chunk = ChunkSpec(index=3, start=0, end=1, first_line=2, first_row=1, rows=1)
-    with pytest.raises(TargetError) as caught, writer.translate_errors(chunk):
+    with pytest.raises(TargetError) as caught, database_errors(f"chunk {chunk.index}"):
         raise error
     assert is_transient(caught.value)
     assert "chunk 3" in str(caught.value)
@@ -92,9 +92,8 @@ def test_deadlocks_and_lost_connections_are_transient(error: Exception, postgres
 
 
 def test_a_refusal_that_is_not_row_level_fails_without_retry(postgres_url: str) -> None:
-    writer = PostgresWriter.__new__(PostgresWriter)
     chunk = ChunkSpec(index=1, start=0, end=1, first_line=2, first_row=1, rows=1)
-    with pytest.raises(TargetError) as caught, writer.translate_errors(chunk):
+    with pytest.raises(TargetError) as caught, database_errors(f"chunk {chunk.index}"):
         raise psycopg.errors.InsufficientPrivilege("permission denied for table users")
     assert not is_transient(caught.value)
     assert "permission denied" in str(caught.value)

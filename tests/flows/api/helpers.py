@@ -1,4 +1,4 @@
-"""Helpers shared by the API flow tests: target tables and reading them back."""
+"""Helpers shared by the API flow tests: reading tables back, the common flow arguments."""
 
 from __future__ import annotations
 
@@ -6,24 +6,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tasks.database import get_engine
-from tests.api_server import FakeApi, RemoteApi
+from samples.api_server import FakeApi, RemoteApi
+from tasks.db.engine import get_engine
 
 FAST: dict[str, Any] = {"backoff_seconds": 0.01, "breaker_pause_seconds": 0.1}
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
-
-
-def create_items_table(database_url: str, name: str = "items") -> None:
-    """The pull target: id (primary key), name, updated_at."""
-    metadata = sa.MetaData()
-    sa.Table(
-        name,
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("name", sa.Text),
-        sa.Column("updated_at", sa.Text),
-    )
-    metadata.create_all(get_engine(database_url))
 
 
 def rows(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:

@@ -14,11 +14,11 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.api_pull import api_pull
-from tasks.api_pagination import Pagination
-from tasks.api_watermark import Incremental
+from samples.api_server import FakeApi, Reply, Seen, create_items_table, items, serve_elsewhere
+from tasks.api.pagination import Pagination
+from tasks.api.watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
-from tests.api_server import FakeApi, Reply, Seen, items, serve_elsewhere
-from tests.flows.api.helpers import UNREACHABLE, create_items_table, flow_arguments, rows
+from tests.flows.api.helpers import UNREACHABLE, flow_arguments, rows
 
 UPDATED = Incremental(field="updated_at", param="updated_at_gte")
 

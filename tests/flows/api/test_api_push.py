@@ -15,10 +15,10 @@ from prefect.blocks.system import Secret
 
 from flows.api_push import api_push
 from flows.replay_dead_letters import replay_dead_letters
-from tasks.bookkeeping import dead_letters, ensure_bookkeeping
-from tasks.database import get_engine
+from samples.api_server import FakeApi, Reply, Seen
+from tasks.db.bookkeeping import dead_letters, ensure_bookkeeping
+from tasks.db.engine import get_engine
 from tasks.errors import ApiError, InputError
-from tests.api_server import FakeApi, Reply, Seen
 from tests.flows.api.helpers import FAST, UNREACHABLE, flow_arguments, rows
 
 TOKEN = "Bearer s3cret"

@@ -1,0 +1,163 @@
+"""The dead-letter table: requests that failed for good, kept to be replayed.
+
+A push's failed delivery becomes a pending letter (payload, record key, idempotency key, last
+status, error, response excerpt, attempts). At most one letter is pending per idempotency key:
+a rerun that fails again adds its attempts to the same letter. A replay marks a delivered
+letter `replayed_at` and gives a failing one its new attempt count and last error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from tasks.api.delivery import Delivery, Outcome
+from tasks.common.retry import is_transient
+from tasks.db.bookkeeping import dead_letters, ensure_bookkeeping
+from tasks.db.engine import backend_of
+from tasks.db.errors import database_errors
+
+READ_BATCH = 500
+SETTLE_ATTEMPTS = 4
+
+
+def settle(engine: Engine, outcomes: Sequence[Outcome], flow_run_id: str | None) -> int:
+    """Record a group's outcomes in one transaction; the records newly dead-lettered.
+
+    The requests are already sent, so only this transaction is retried when the database
+    fails transiently (a deadlock, a busy SQLite), never the sending.
+    """
+    ensure_bookkeeping(engine)
+    now = dt.datetime.now(dt.UTC)
+    failed = [o for o in outcomes if not o.delivered and o.delivery.dead_letter_id is None]
+    retrying = Retrying(
+        stop=stop_after_attempt(SETTLE_ATTEMPTS),
+        wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
+        retry=retry_if_exception(is_transient),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt, database_errors("batchflows_dead_letters"), engine.begin() as conn:
+            if failed:
+                conn.execute(_insert_letters(engine, failed, flow_run_id, now))
+            for outcome in outcomes:
+                letter = outcome.delivery.dead_letter_id
+                if letter is not None:
+                    conn.execute(_replayed(letter, outcome, now))
+    return sum(o.delivery.records for o in failed)
+
+
+def _failure(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "status_code": outcome.status,
+        "error": outcome.error or "failed",
+        "response_excerpt": outcome.excerpt,
+    }
+
+
+def _insert_letters(
+    engine: Engine, failed: Sequence[Outcome], flow_run_id: str | None, now: dt.datetime
+) -> sa.Executable:
+    rows = [
+        {
+            "flow_run_id": flow_run_id,
+            "method": o.delivery.method,
+            "url": o.delivery.url,
+            "idempotency_key": o.delivery.idempotency_key,
+            "record_key": o.delivery.record_key,
+            "payload": o.delivery.payload,
+            "headers": o.delivery.headers,
+            "attempts": o.attempts,
+            "created_at": now,
+            "last_attempt_at": now,
+            **_failure(o),
+        }
+        for o in failed
+    ]
+    statement = (
+        postgresql.insert(dead_letters).values(rows)
+        if backend_of(engine) == "postgresql"
+        else sqlite.insert(dead_letters).values(rows)
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[dead_letters.c.idempotency_key],
+        index_where=dead_letters.c.replayed_at.is_(None),
+        set_={
+            "attempts": dead_letters.c.attempts + statement.excluded.attempts,
+            "flow_run_id": statement.excluded.flow_run_id,
+            "status_code": statement.excluded.status_code,
+            "error": statement.excluded.error,
+            "response_excerpt": statement.excluded.response_excerpt,
+            "last_attempt_at": statement.excluded.last_attempt_at,
+        },
+    )
+
+
+def _replayed(letter: int, outcome: Outcome, now: dt.datetime) -> sa.Executable:
+    changes: dict[str, Any] = {
+        "attempts": dead_letters.c.attempts + outcome.attempts,
+        "last_attempt_at": now,
+    }
+    changes |= {"replayed_at": now} if outcome.delivered else _failure(outcome)
+    return sa.update(dead_letters).where(dead_letters.c.id == letter).values(changes)
+
+
+def pending_filter(
+    flow_run_id: str | None, older_than_minutes: float | None
+) -> sa.ColumnElement[bool]:
+    """Pending letters, of one push run and older than some minutes if asked."""
+    condition: sa.ColumnElement[bool] = dead_letters.c.replayed_at.is_(None)
+    if flow_run_id:
+        condition &= dead_letters.c.flow_run_id == flow_run_id
+    if older_than_minutes is not None:
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=older_than_minutes)
+        condition &= dead_letters.c.created_at <= cutoff
+    return condition
+
+
+def count_pending(engine: Engine, condition: sa.ColumnElement[bool]) -> tuple[int, int]:
+    """(how many letters match, the highest id among them) at this moment."""
+    ensure_bookkeeping(engine)
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(dead_letters.c.id), 0)).where(
+                condition
+            )
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def pending_deliveries(
+    engine: Engine, condition: sa.ColumnElement[bool], up_to_id: int
+) -> Iterator[Delivery]:
+    """The matching letters with ids up to `up_to_id`, as deliveries, read in id order."""
+    after = 0
+    while True:
+        with engine.connect() as conn:
+            batch = conn.execute(
+                sa.select(dead_letters)
+                .where(condition, dead_letters.c.id > after, dead_letters.c.id <= up_to_id)
+                .order_by(dead_letters.c.id)
+                .limit(READ_BATCH)
+            ).all()
+        for row in batch:
+            payload = row.payload
+            yield Delivery(
+                method=row.method,
+                url=row.url,
+                idempotency_key=row.idempotency_key,
+                record_key=row.record_key,
+                payload=payload,
+                headers=row.headers or {},
+                records=len(payload) if isinstance(payload, list) else 1,
+                dead_letter_id=row.id,
+            )
+        if len(batch) < READ_BATCH:
+            return
+        after = batch[-1].id

@@ -1,0 +1,172 @@
+"""What a push sends: rows of a table or a query, streamed, turned into deliveries.
+
+A table is read in key order, so batches (and their idempotency keys) are the same on every
+rerun; a query is run as given (give it an ORDER BY for stable batches) in a read-only
+transaction. Rows are streamed (a server-side cursor on PostgreSQL, `fetchmany` on SQLite, in
+WAL mode so the dead-letter writes of the same run are not blocked), so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from string import Formatter
+from typing import Any
+from urllib.parse import quote as url_quote
+
+from prefect import task
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from tasks.api.delivery import Delivery
+from tasks.api.idempotency import idempotency_key, jsonable
+from tasks.db.engine import backend_of, get_engine, raw_connection
+from tasks.db.errors import database_errors
+from tasks.db.read_only import (
+    check_select,
+    postgres_read_only,
+    read_only_session,
+    sqlite_query_only,
+)
+from tasks.db.schema import qualified, quote, reflect_table
+from tasks.errors import InputError
+
+FETCH_ROWS = 1000
+
+
+class PushPlan(BaseModel):
+    """A checked push: the rows to read and how each batch of them becomes a request."""
+
+    database: str | None
+    sql: str
+    source: str
+    total: int
+    method: str
+    url: str
+    url_fields: list[str]
+    key: list[str]
+    batch_size: int
+    headers: dict[str, str]
+
+    def deliveries(self, rows: Iterator[dict[str, Any]]) -> Iterator[Delivery]:
+        """One delivery per record, or per batch of `batch_size` records."""
+        while records := [jsonable(row) for row in itertools.islice(rows, self.batch_size)]:
+            keys = [[record[name] for name in self.key] for record in records]
+            url = self.url
+            if self.url_fields:
+                url = url.format_map(
+                    {f: url_quote(str(records[0][f]), safe="") for f in self.url_fields}
+                )
+            single = self.batch_size == 1
+            payload: Any = records[0] if single else records
+            record_key = keys[0] if single else keys
+            yield Delivery(
+                method=self.method,
+                url=url,
+                idempotency_key=idempotency_key(self.method, url, record_key, payload),
+                record_key=record_key,
+                payload=payload,
+                headers=self.headers,
+                records=len(records),
+            )
+
+
+def make_push_plan(
+    *,
+    table: str | None,
+    query: str | None,
+    url: str,
+    method: str,
+    key: list[str],
+    batch_size: int,
+    headers: dict[str, str],
+    database: str | None,
+) -> PushPlan:
+    """Check the parameters against the rows to send; count them."""
+    if (table is None) == (query is None or not query.strip()):
+        raise InputError("parameters 'table' and 'query': give exactly one of them")
+    if batch_size < 1:
+        raise InputError(f"parameter 'batch_size': {batch_size} must be at least 1")
+    url_fields = [name for _, name, _, _ in Formatter().parse(url) if name]
+    if url_fields and batch_size > 1:
+        raise InputError(
+            f"parameter 'path': {{{url_fields[0]}}} names a record field, which only works "
+            "with batch_size=1 (one request per record)"
+        )
+    engine = get_engine(database)
+    if table is not None:
+        spec = reflect_table(engine, table)
+        sql = f"SELECT * FROM {qualified(engine.dialect, spec)}"
+        missing = [name for name in key if name not in {c.name for c in spec.columns}]
+        if not missing:
+            sql += " ORDER BY " + ", ".join(quote(engine.dialect, name) for name in key)
+        source = f"table {spec.display_name}"
+    else:
+        sql = check_select(query or "", "query")
+        source = "query"
+    columns, total = _describe(engine, sql)
+    for parameter, names in (("key", key), ("path", url_fields)):
+        absent = [name for name in names if name not in columns]
+        if absent:
+            raise InputError(
+                f"parameter {parameter!r}: the {source} has no column "
+                f"{', '.join(map(repr, absent))} (it has {', '.join(columns)})"
+            )
+    return PushPlan(
+        database=database,
+        sql=sql,
+        source=source,
+        total=total,
+        method=method.upper(),
+        url=url,
+        url_fields=url_fields,
+        key=key,
+        batch_size=batch_size,
+        headers=headers,
+    )
+
+
+plan_push = task(name="plan-push")(make_push_plan)
+
+
+def _describe(engine: Engine, sql: str) -> tuple[list[str], int]:
+    """The columns of `sql` and how many rows it returns."""
+    with (
+        database_errors("parameter 'query'"),
+        raw_connection(engine) as conn,
+        read_only_session(engine, conn),
+    ):
+        cur = conn.cursor()
+        cur.execute(f"SELECT * FROM ({sql}) batchflows_q LIMIT 0")
+        columns = [d[0] for d in cur.description]
+        cur.execute(f"SELECT count(*) FROM ({sql}) batchflows_q")
+        total = int(cur.fetchone()[0])
+    return columns, total
+
+
+def stream_rows(engine: Engine, sql: str) -> Iterator[dict[str, Any]]:
+    """The rows of `sql` as dicts, read `FETCH_ROWS` at a time without write locks."""
+    with database_errors("reading the rows to push"), raw_connection(engine) as conn:
+        if backend_of(engine) == "postgresql":
+            yield from _postgres_rows(conn, sql)
+        else:
+            yield from _sqlite_rows(conn, sql)
+
+
+def _postgres_rows(conn: Any, sql: str) -> Iterator[dict[str, Any]]:
+    with postgres_read_only(conn), conn.cursor(name="batchflows_push") as cur:
+        cur.itersize = FETCH_ROWS
+        cur.execute(sql)
+        names = [d[0] for d in cur.description]
+        for row in cur:
+            yield dict(zip(names, row, strict=True))
+
+
+def _sqlite_rows(conn: Any, sql: str) -> Iterator[dict[str, Any]]:
+    with sqlite_query_only(conn):
+        cur = conn.cursor()
+        cur.execute(sql)
+        names = [d[0] for d in cur.description]
+        while rows := cur.fetchmany(FETCH_ROWS):
+            for row in rows:
+                yield dict(zip(names, row, strict=True))

@@ -1,0 +1,64 @@
+"""Submit tasks ahead in a bounded window and take their results in submission order.
+
+Work fans out concurrently, while results arrive in order (pages and chunks commit in order)
+and at most `ahead` submissions are pending at once, so memory stays flat however long the
+input. On the first failure nothing more is submitted, the work in flight is let finish (a
+half-done transaction is never abandoned) and the error is raised.
+Inside a flow run the flow's task runner takes the submissions; outside one (a flow's `.fn()`
+called directly) a thread-pool runner of our own does, so the flows work either way.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from prefect import Task
+from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+
+from tasks.http.options import api_task_runner
+
+Result = TypeVar("Result")
+Submit = Callable[[dict[str, Any]], PrefectFuture[Result]]
+
+
+def results_in_order(
+    task: Task[..., Result],
+    parameter_sets: Iterable[dict[str, Any]],
+    ahead: int,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Iterator[Result]:
+    """`task`'s result for each set of parameters, in order, up to `ahead` submitted at once.
+
+    `on_error` runs on the first failure before the work in flight is waited for, so it can
+    tell that work to stop early (an import marks itself failed, and waiting chunks give up).
+    """
+    with _submitter(task) as submit:
+        pending = iter(parameter_sets)
+        window: deque[PrefectFuture[Result]] = deque(
+            submit(parameters) for parameters in itertools.islice(pending, ahead)
+        )
+        while window:
+            try:
+                result = window.popleft().result()
+            except BaseException as exc:
+                if on_error is not None:
+                    on_error(exc)
+                for future in window:
+                    future.wait()
+                raise
+            window.extend(submit(parameters) for parameters in itertools.islice(pending, 1))
+            yield result
+
+
+@contextmanager
+def _submitter(task: Task[..., Result]) -> Iterator[Submit[Result]]:
+    if FlowRunContext.get() is not None:
+        yield lambda parameters: task.submit(**parameters)
+        return
+    with api_task_runner() as runner:
+        yield lambda parameters: runner.submit(task, parameters)

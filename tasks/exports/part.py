@@ -1,0 +1,211 @@
+"""One part of an export written to its own temporary file, and the parts joined into one file.
+
+A csv/ndjson/json part is one gzip member (or plain bytes) and the file is the parts
+concatenated in order, with the csv header and json brackets and commas as members of their
+own; a parquet part is a parquet file whose row groups are copied, one at a time, into the
+final file. Memory stays bounded by a fetch batch or a row group whatever the table size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from contextlib import closing
+from pathlib import Path
+
+import adbc_driver_manager.dbapi as adbc_dbapi
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from tasks.db.engine import get_engine, raw_connection
+from tasks.db.errors import database_errors
+from tasks.errors import TargetError
+from tasks.exports.encode import (
+    JsonEncoder,
+    arrow_schema,
+    conform_batch,
+    csv_line,
+    csv_rows,
+    framed,
+    rows_batch,
+    rows_schema,
+)
+from tasks.exports.files import (
+    Published,
+    TempFiles,
+    concatenate,
+    file_extension,
+    gzip_bytes,
+    publish,
+    write_stream,
+)
+from tasks.exports.read import CopyOut, adbc_uri, arrow_batches, cursor_batches
+from tasks.exports.source import Compression, ExportSource, Format, KeyRange
+from tasks.db.read_only import read_only_session
+
+
+class ExportJob(BaseModel):
+    """Everything a part needs: where to read, how to encode, where to write."""
+
+    database: str | None
+    source: ExportSource
+    format: Format
+    compression: Compression
+    snapshot: str | None
+    directory: str
+    filename: str
+    token: str
+
+    @property
+    def files(self) -> TempFiles:
+        return TempFiles(Path(self.directory), self.filename, self.token)
+
+    @property
+    def gzip(self) -> bool:
+        return self.compression == "gzip" and self.format != "parquet"
+
+    @property
+    def parquet_codec(self) -> str:
+        return "none" if self.compression == "none" else "snappy"
+
+
+class PartResult(BaseModel):
+    """A written part: its rows and its temporary file."""
+
+    index: int
+    rows: int
+    path: str
+    bytes: int
+
+
+def write_part(job: ExportJob, part: KeyRange) -> PartResult:
+    """Read the rows of `part` (in the export's snapshot) and write them to its temp file."""
+    where = f"export part {part.index} of {job.source.label}"
+    with database_errors(where):
+        try:
+            return _write_part(job, part)
+        except (adbc_dbapi.Error, pa.ArrowInvalid) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TargetError(f"{where}: reading failed: {first}", transient=False) from exc
+
+
+def _write_part(job: ExportJob, part: KeyRange) -> PartResult:
+    engine = get_engine(job.database)
+    path = job.files.part(part.index)
+    sql = job.source.sql(part.low, part.high)
+    if job.format == "parquet":
+        rows = _write_parquet(engine, job, sql, path)
+    else:
+        with raw_connection(engine) as conn, read_only_session(engine, conn, job.snapshot):
+            counter = _Counter()
+            if job.format == "csv" and job.source.backend == "postgresql":
+                chunks = counter.copied(conn, sql)
+            else:
+                chunks = counter.encoded(conn, sql, job)
+            with closing(chunks):
+                written = write_stream(path, chunks, job.gzip)
+            rows = counter.rows
+        return PartResult(index=part.index, rows=rows, path=str(path), bytes=written)
+    return PartResult(index=part.index, rows=rows, path=str(path), bytes=path.stat().st_size)
+
+
+class _Counter:
+    """Counts the rows of the stream it wraps."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def copied(self, conn: object, sql: str) -> Generator[bytes]:
+        stream = CopyOut(conn, sql)
+        yield from stream
+        self.rows = stream.rows
+
+    def encoded(self, conn: object, sql: str, job: ExportJob) -> Generator[bytes]:
+        postgres = job.source.backend == "postgresql"
+        encoder = JsonEncoder(job.source.columns, array=job.format == "json")
+        for rows in cursor_batches(conn, sql, postgres):
+            self.rows += len(rows)
+            yield csv_rows(rows) if job.format == "csv" else encoder.encode(rows)
+
+
+def _write_parquet(engine: Engine, job: ExportJob, sql: str, path: Path) -> int:
+    if job.source.backend == "postgresql":
+        with arrow_batches(adbc_uri(engine.url), sql, job.snapshot) as reader:
+            schema = arrow_schema(reader.schema)
+            return _write_batches(
+                path, schema, (conform_batch(b, schema) for b in reader), job.parquet_codec
+            )
+    with raw_connection(engine) as conn, read_only_session(engine, conn):
+        batches = cursor_batches(conn, sql, postgres=False)
+        first = next(batches, [])
+        schema = rows_schema(job.source.columns, first)
+        chain = (rows_batch(rows, schema) for rows in _prepend(first, batches))
+        return _write_batches(path, schema, chain, job.parquet_codec)
+
+
+def _prepend(
+    first: list[tuple[object, ...]], rest: Iterator[list[tuple[object, ...]]]
+) -> Iterator[list[tuple[object, ...]]]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _write_batches(
+    path: Path, schema: pa.Schema, batches: Iterator[pa.RecordBatch], codec: str
+) -> int:
+    rows = 0
+    with pq.ParquetWriter(path, schema, compression=codec) as writer:
+        for batch in batches:
+            if batch.num_rows:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    return rows
+
+
+def assemble(job: ExportJob, parts: list[PartResult]) -> Path:
+    """Join the parts, in order, into the export's whole temporary file."""
+    files = job.files
+    whole = files.whole
+    if job.format == "parquet":
+        _join_parquet(whole, [Path(part.path) for part in parts], job.parquet_codec)
+        return whole
+    header = csv_line(job.source.columns).encode()
+    pieces = framed([(Path(p.path), p.rows > 0) for p in parts], job.format, header)
+    if job.gzip:
+        pieces = [gzip_bytes(p) if isinstance(p, bytes) else p for p in pieces if p != b""]
+    concatenate(whole, pieces)
+    return whole
+
+
+def _join_parquet(whole: Path, parts: list[Path], codec: str) -> None:
+    if len(parts) == 1:
+        parts[0].rename(whole)
+        return
+    schema = pq.read_schema(parts[0])
+    with pq.ParquetWriter(whole, schema, compression=codec) as writer:
+        for path in parts:
+            part = pq.ParquetFile(path)
+            for group in range(part.num_row_groups):
+                writer.write_table(part.read_row_group(group))
+            path.unlink()
+
+
+def finish(job: ExportJob, parts: list[PartResult], explicit_name: bool) -> Published:
+    """Publish the joined file under its final name (a default name gets a `-2`, `-3` ...
+    suffix if an export of the same second took it) and remove the temporary files."""
+    whole = assemble(job, parts)
+    files = job.files
+    try:
+        if explicit_name:
+            return publish(whole, files.final)
+        extension = file_extension(job.format, job.compression)
+        stem = job.filename.removesuffix(extension)
+        for attempt in range(1, 100):
+            name = job.filename if attempt == 1 else f"{stem}-{attempt}{extension}"
+            if not (files.directory / name).exists():
+                return publish(whole, files.directory / name)
+        return publish(whole, files.final)
+    finally:
+        files.remove_all()

@@ -1,0 +1,303 @@
+"""Plan a CSV import: fingerprint the file, read its header, cut it into chunks of records.
+
+One streaming pass reads the file in blocks: it hashes every byte (sha256, the import's
+fingerprint), checks that every byte decodes in the declared encoding, and finds record
+boundaries with the same scan the chunk tasks use, so each chunk is a byte range that starts on
+a record boundary even when quoted values hold line breaks. Everything structural (missing or
+empty file, undecodable bytes, unbalanced quotes, a bad header) is found here, before anything
+is written.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from pydantic import BaseModel
+
+from tasks.errors import CsvFormatError, InputError
+from tasks.imports.csv_scan import Records, UnclosedQuote, field_at, scan_records
+
+BLOCK_SIZE = 4 * 1024 * 1024
+UTF8_BOM = codecs.BOM_UTF8
+
+
+class CsvDialect(BaseModel):
+    """How the file is written: delimiter, encoding and whether line 1 names the columns."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    header: bool = True
+
+    @property
+    def delimiter_byte(self) -> int:
+        return ord(self.delimiter)
+
+    @property
+    def is_utf8(self) -> bool:
+        return codecs.lookup(self.encoding).name in ("utf-8", "utf-8-sig")
+
+
+class ChunkSpec(BaseModel):
+    """A byte range of whole records; `first_line` is the physical line at `start` (1-based)."""
+
+    index: int
+    start: int
+    end: int
+    first_line: int
+    first_row: int
+    rows: int
+
+    @property
+    def last_row(self) -> int:
+        return self.first_row + self.rows - 1
+
+    @property
+    def label(self) -> str:
+        return f"chunk-{self.index:04d} [rows {self.first_row}-{self.last_row}]"
+
+
+class FilePlan(BaseModel):
+    """What the planning pass learnt about a CSV file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str
+    header: list[str]
+    total_rows: int
+    chunks: list[ChunkSpec]
+
+
+def local_path(source: str) -> Path:
+    """The local file a `source` parameter names (a path or a file:// URL)."""
+    parsed = urlparse(source)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in ("http", "https", "s3", "gs", "az"):
+        raise InputError(
+            f"parameter 'source': {source!r}: only local paths and file:// URLs are supported; "
+            "download the file first"
+        )
+    return Path(source)
+
+
+def check_dialect(dialect: CsvDialect) -> None:
+    """Refuse dialects the byte-level scan cannot read, naming the parameter at fault."""
+    try:
+        codecs.lookup(dialect.encoding)
+    except LookupError as exc:
+        raise InputError(f"parameter 'encoding': unknown encoding {dialect.encoding!r}") from exc
+    if len(dialect.delimiter) != 1 or dialect.delimiter in '"\r\n':
+        raise InputError(
+            f"parameter 'delimiter': {dialect.delimiter!r} must be one character other than a "
+            "quote or a line break"
+        )
+    probe = f'"\r\n{dialect.delimiter}'
+    try:
+        compatible = probe.encode(dialect.encoding) == probe.encode("ascii")
+    except (UnicodeEncodeError, UnicodeError):
+        compatible = False
+    if not compatible:
+        raise InputError(
+            f"parameter 'encoding': {dialect.encoding!r} is not ASCII-compatible; convert the "
+            "file to utf-8 first (for example with iconv)"
+        )
+
+
+def plan_file(
+    source: str, dialect: CsvDialect, chunk_size: int, columns: list[str] | None = None
+) -> FilePlan:
+    """Read `source` once and return its fingerprint, header and chunk byte ranges."""
+    check_dialect(dialect)
+    if chunk_size < 1:
+        raise InputError(f"parameter 'chunk_size': {chunk_size} must be at least 1")
+    path = local_path(source)
+    if not path.is_file():
+        raise InputError(f"parameter 'source': {path} does not exist or is not a file")
+    stat = path.stat()
+    size = stat.st_size
+    if size == 0:
+        raise CsvFormatError(str(path), "the file is empty; expected a header line", line=1)
+    planner = _Planner(path, dialect, chunk_size)
+    header = planner.run()
+    if dialect.header:
+        if header is None:
+            raise CsvFormatError(str(path), "the file has no header line", line=1)
+        names = _parse_header(path, header, dialect)
+    else:
+        if not columns:
+            raise InputError("parameter 'columns': required when header=False")
+        names = list(columns)
+    return FilePlan(
+        path=str(path),
+        size=size,
+        mtime_ns=stat.st_mtime_ns,
+        fingerprint=f"sha256:{planner.sha.hexdigest()}",
+        header=names,
+        total_rows=planner.rows,
+        chunks=planner.chunks,
+    )
+
+
+class _Planner:
+    """State of the single planning pass over the file."""
+
+    def __init__(self, path: Path, dialect: CsvDialect, chunk_size: int) -> None:
+        self.path = path
+        self.dialect = dialect
+        self.chunk_size = chunk_size
+        self.sha = hashlib.sha256()
+        self.decoder = codecs.getincrementaldecoder(dialect.encoding)("strict")
+        self.rows = 0
+        self.closed_rows = 0
+        self.chunks: list[ChunkSpec] = []
+        self.header: bytes | None = None
+        self.need_header = dialect.header
+        # The open chunk: where it starts, its first line and how many rows it has so far.
+        self.chunk_start = 0
+        self.chunk_line = 1
+        self.chunk_rows = 0
+
+    def run(self) -> bytes | None:
+        carry = b""
+        offset = 0  # file offset of carry[0], always a record boundary
+        line = 1  # physical line number at `offset`
+        with self.path.open("rb") as handle:
+            first = True
+            while True:
+                block = handle.read(BLOCK_SIZE)
+                final = not block or not handle.peek(1)
+                self.sha.update(block)
+                if first:
+                    first = False
+                    if self.dialect.is_utf8 and block.startswith(UTF8_BOM):
+                        block = block[len(UTF8_BOM) :]
+                        offset = self.chunk_start = len(UTF8_BOM)
+                buf = carry + block
+                self._check_encoding(block, buf, len(carry), offset, line, final=final)
+                try:
+                    records = scan_records(
+                        buf, self.dialect.delimiter_byte, final=final, count_fields=False
+                    )
+                except UnclosedQuote as exc:
+                    raise self._unclosed(buf, exc, line) from None
+                self._take(records, buf, offset, line)
+                carry = buf[records.consumed :]
+                offset += records.consumed
+                line += records.newlines_consumed
+                if final:
+                    break
+        self._close_chunk(end=offset + len(carry), next_line=line)
+        return self.header
+
+    def _take(self, records: Records, buf: bytes, offset: int, line: int) -> None:
+        starts, ends = records.starts, records.ends
+        if self.need_header and len(starts):
+            self.need_header = False
+            self.header = buf[starts[0] : records.content_ends[0]]
+            self.chunk_start = offset + int(ends[0])
+            self.chunk_line = line + int(np.searchsorted(records.feeds, ends[0]))
+            starts, ends = starts[1:], ends[1:]
+        count = len(starts)
+        if count == 0:
+            return
+        # Indices of the records that complete a chunk, in this buffer.
+        first_cut = self.chunk_size - self.chunk_rows - 1
+        cuts = np.arange(first_cut, count, self.chunk_size)
+        taken = 0
+        for cut in cuts:
+            end = int(ends[cut])
+            self.chunk_rows += int(cut) + 1 - taken
+            taken = int(cut) + 1
+            self._close_chunk(
+                end=offset + end,
+                next_line=line + int(np.searchsorted(records.feeds, end)),
+            )
+        self.chunk_rows += count - taken
+        self.rows += count
+
+    def _close_chunk(self, end: int, next_line: int) -> None:
+        if self.chunk_rows:
+            self.chunks.append(
+                ChunkSpec(
+                    index=len(self.chunks),
+                    start=self.chunk_start,
+                    end=end,
+                    first_line=self.chunk_line,
+                    first_row=self.closed_rows + 1,
+                    rows=self.chunk_rows,
+                )
+            )
+            self.closed_rows += self.chunk_rows
+        self.chunk_start = end
+        self.chunk_line = next_line
+        self.chunk_rows = 0
+
+    def _check_encoding(
+        self, block: bytes, buf: bytes, block_at: int, offset: int, line: int, *, final: bool
+    ) -> None:
+        try:
+            self.decoder.decode(block, final)
+        except UnicodeDecodeError as exc:
+            # exc.start counts from bytes the decoder kept back from the previous block.
+            kept = len(exc.object) - len(block)
+            position = max(block_at + exc.start - kept, 0)
+            bad = exc.object[exc.start : exc.end]
+            bad_line = line + buf.count(b"\n", 0, position)
+            field = field_at(buf, position, self.dialect.delimiter_byte)
+            column = self._column(field)
+            raise CsvFormatError(
+                str(self.path),
+                f"{column}: bytes {bad.hex(' ')} are not valid {self.dialect.encoding} "
+                f"(byte offset {offset + position}); pass the file's real encoding, "
+                "e.g. encoding='latin-1'",
+                line=bad_line,
+            ) from None
+
+    def _column(self, field: int) -> str:
+        """How an error names field `field`: by its header name when the file has one."""
+        names: list[str] = []
+        if self.dialect.header:
+            with self.path.open("rb") as handle:
+                head = handle.read(BLOCK_SIZE).removeprefix(UTF8_BOM)
+            first = scan_records(head, self.dialect.delimiter_byte, final=False, count_fields=False)
+            if len(first):
+                raw = head[first.starts[0] : first.content_ends[0]]
+                names = next(csv.reader([raw.decode(self.dialect.encoding, "replace")]))
+        if field <= len(names):
+            return f'column "{names[field - 1].strip()}"'
+        return f"field {field}"
+
+    def _unclosed(self, buf: bytes, exc: UnclosedQuote, line: int) -> CsvFormatError:
+        bad_line = line + buf.count(b"\n", 0, exc.record_start)
+        column = self._column(exc.field)
+        return CsvFormatError(
+            str(self.path),
+            f"{column}: a quoted value is never closed (unbalanced quotes); "
+            "every opening quote needs a closing one",
+            line=bad_line,
+        )
+
+
+def _parse_header(path: Path, raw: bytes, dialect: CsvDialect) -> list[str]:
+    try:
+        text = raw.decode(dialect.encoding)
+    except UnicodeDecodeError as exc:
+        raise CsvFormatError(str(path), f"header is not valid {dialect.encoding}", line=1) from exc
+    names = [
+        name.strip() for name in next(csv.reader(io.StringIO(text), delimiter=dialect.delimiter))
+    ]
+    seen: set[str] = set()
+    for number, name in enumerate(names, start=1):
+        if not name:
+            raise CsvFormatError(str(path), f"header field {number} has no column name", line=1)
+        if name in seen:
+            raise CsvFormatError(str(path), f'header names column "{name}" twice', line=1)
+        seen.add(name)
+    return names

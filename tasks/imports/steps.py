@@ -1,0 +1,98 @@
+"""Prefect tasks of the import-csv flow: thin wrappers over plain functions, and the chunk window.
+
+The ledger in the target database is the single source of truth for what is done, so tasks
+use no Prefect result cache (`NO_CACHE`): a retried or resumed run asks the ledger, which also
+works across machines, where a worker-local cache would not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.common.retry import transient_retries
+from tasks.common.task_window import results_in_order
+from tasks.db.engine import get_engine
+from tasks.imports.chunk import run_chunk
+from tasks.imports.csv_plan import ChunkSpec
+from tasks.imports.ledger import ImportTotals, ledger_totals, mark_failed, mark_finished
+from tasks.imports.plan import ImportJob, ImportOptions, ImportPlan, make_plan
+from tasks.imports.writer import ChunkCounts
+
+
+@task(
+    name="plan-import",
+    cache_policy=NO_CACHE,
+    **transient_retries(3),
+)
+def plan_import(
+    *,
+    source: str,
+    options: ImportOptions,
+    import_id: str,
+    database: str | None,
+    max_error_rate: float,
+    flow_run_id: str | None,
+) -> ImportPlan:
+    """Check the file and table, register or resume the import, list the chunks to do."""
+    plan = make_plan(
+        source=source,
+        options=options,
+        import_id=import_id,
+        database=database,
+        max_error_rate=max_error_rate,
+        flow_run_id=flow_run_id,
+    )
+    done = len(plan.chunks) - len(plan.pending)
+    get_run_logger().info(
+        "import %s: %s rows in %s chunks of %s%s",
+        import_id,
+        f"{plan.total_rows:,}",
+        len(plan.chunks),
+        options.chunk_size,
+        f"; resuming, {done} chunks already committed" if done else "",
+    )
+    return plan
+
+
+@task(
+    name="import-chunk",
+    task_run_name="{chunk.label}",
+    cache_policy=NO_CACHE,
+    **transient_retries(5),
+)
+def import_chunk(job: ImportJob, chunk: ChunkSpec) -> ChunkCounts:
+    """Parse, validate and apply one chunk in one transaction, exactly once."""
+    return run_chunk(job, chunk)
+
+
+@task(name="finish-import", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+def finish_import(plan: ImportPlan) -> ImportTotals:
+    """Sum the ledger and mark the import succeeded."""
+    engine = get_engine(plan.job.database)
+    totals = ledger_totals(engine, plan.job.import_id)
+    if totals.total != plan.total_rows:
+        raise AssertionError(
+            f"import {plan.job.import_id}: the ledger counts {totals.total} rows but the file "
+            f"has {plan.total_rows}"
+        )
+    mark_finished(engine, plan.job.import_id, totals)
+    return totals
+
+
+def run_in_order(plan: ImportPlan, window: int) -> Iterator[ChunkCounts]:
+    """Run the pending chunks with at most `window` in flight; yield their counts in file order.
+
+    Chunks apply in file order, so waiting on the oldest one loses nothing. On the first
+    failure the import is marked failed, so chunks still waiting for their turn stop.
+    """
+
+    def fail(exc: BaseException) -> None:
+        # A TerminationSignal (SIGTERM) has no message: name the exception instead.
+        reason = str(exc) or f"stopped by {type(exc).__name__}"
+        mark_failed(get_engine(plan.job.database), plan.job.import_id, reason)
+
+    chunks = ({"job": plan.job, "chunk": chunk} for chunk in plan.pending_chunks)
+    yield from results_in_order(import_chunk, chunks, window, on_error=fail)

@@ -1,0 +1,208 @@
+"""PostgreSQL statements of the chunk apply: COPY into a temporary stage, set-based apply."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from tasks.db.schema import Kind
+from tasks.imports.csv_parse import Reject
+from tasks.imports.writer.base import (
+    ORD,
+    STAGE,
+    ChunkCounts,
+    ChunkWriter,
+    RowRefused,
+    StagedChunk,
+    _RecordsMismatch,
+    extra_columns,
+)
+
+
+class PostgresWriter(ChunkWriter):
+    """COPY into a temporary staging table, then set-based INSERT ... ON CONFLICT."""
+
+    def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
+        # A transaction left open on a pooled connection would make ours a savepoint that
+        # never commits; start from a clean slate.
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        with conn.transaction():
+            cur = conn.cursor()
+            # Validation reads a timestamptz without offset as UTC, so must the server; the
+            # advisory lock, held until commit, is what the next chunk waits on.
+            # Commit without waiting for the WAL flush: rows and ledger row stay atomic, so a
+            # server crash can only lose whole chunks, which the resume then redoes; the
+            # import's final synchronous commit flushes them all before it reports success.
+            cur.execute(
+                "SELECT set_config('TimeZone', 'UTC', true), "
+                "set_config('synchronous_commit', 'off', true), "
+                "pg_advisory_xact_lock(hashtext(%s), %s)",
+                (self.job.import_id, staged.chunk.index),
+            )
+            if staged.records is None or not self._stage_records(cur, staged.records, staged):
+                self._stage_values(cur, staged.values)
+            self.prepare(cur, staged)
+            previous = self.wait_for_previous(cur, staged.chunk.index)
+            return self.apply_in_transaction(cur, staged, previous)
+
+    def _stage_records(self, cur: Any, records: Callable[[], bytes], staged: StagedChunk) -> bool:
+        """COPY the rows' original CSV bytes: the server parses them, nothing is re-encoded.
+
+        Validation accepted only values PostgreSQL reads the same way, yet anything odd (a
+        value it refuses, mixed line endings, a bare `\\.` line that ends COPY early) rolls
+        this back and the typed path stages the chunk instead.
+        """
+        expected = len(staged.lines)
+        try:
+            with cur.connection.transaction():
+                cur.execute(
+                    f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS "
+                    f"SELECT {', '.join(self.columns)} FROM {self.target} WITH NO DATA; "
+                    f"ALTER TABLE {STAGE} ADD COLUMN {ORD} bigint "
+                    "GENERATED ALWAYS AS IDENTITY (MINVALUE 0 START WITH 0)"
+                )
+                delimiter = _literal(self.job.options.dialect.delimiter)
+                with cur.copy(
+                    f"COPY {STAGE} ({', '.join(self.columns)}) FROM STDIN "
+                    f"(FORMAT csv, DELIMITER {delimiter})"
+                ) as copy:
+                    copy.write(records())
+                if cur.rowcount != expected:
+                    raise _RecordsMismatch
+        except (_RecordsMismatch, psycopg.errors.DataError, psycopg.errors.IntegrityError):
+            return False
+        return True
+
+    def _stage_values(self, cur: Any, values: pa.Table) -> None:
+        """COPY the validated, typed values, written as CSV by pyarrow."""
+        extra = extra_columns(values)
+        cur.execute(
+            f"CREATE TEMP TABLE {STAGE} ON COMMIT DROP AS SELECT {', '.join(self.columns)}, "
+            + ", ".join(f"0::bigint AS {name}" for name in extra)
+            + f" FROM {self.target} WITH NO DATA"
+        )
+        buffer = io.BytesIO()
+        pa_csv.write_csv(values, buffer, pa_csv.WriteOptions(include_header=False))
+        names = ", ".join([*self.columns, *extra])
+        with cur.copy(f"COPY {STAGE} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buffer.getbuffer())
+
+    def await_turn(self, cur: Any, previous: int) -> None:
+        # Wait for the previous chunk's transaction lock to be free, and hold nothing.
+        cur.execute(
+            "SELECT pg_advisory_lock(hashtext(%(id)s), %(chunk)s), "
+            "pg_advisory_unlock(hashtext(%(id)s), %(chunk)s)",
+            {"id": self.job.import_id, "chunk": previous},
+        )
+
+    def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:
+        """Anti-join INSERT (and UPDATE ... FROM): much cheaper than ON CONFLICT's speculative
+        insertion, and exact because earlier chunks have committed. A concurrent writer
+        outside this import can still add a key in between: then the unique index refuses,
+        and the ON CONFLICT statements of the generic path take over.
+        """
+        mode = self.job.options.on_conflict
+        if mode == "error":
+            return super().apply(cur, low, high)
+        try:
+            with self.savepoint(cur):
+                updated = self._update_changed(cur, low, high) if mode == "update" else 0
+                return self._insert_new(cur, low, high), updated
+        except RowRefused:
+            return super().apply(cur, low, high)
+
+    def _insert_new(self, cur: Any, low: int, high: int) -> int:
+        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        return self.rowcount(
+            cur,
+            f"INSERT INTO {self.target} ({', '.join(self.columns)}) "
+            f"SELECT {', '.join(f's.{c}' for c in self.columns)} FROM {STAGE} s "
+            f"WHERE s.{ORD} BETWEEN %s AND %s "
+            f"AND NOT EXISTS (SELECT 1 FROM {self.target} t WHERE {match})",
+            (low, high),
+        )
+
+    def _update_changed(self, cur: Any, low: int, high: int) -> int:
+        if not self.non_key:
+            return 0
+        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        current = ", ".join(self._comparable(f"t.{c}", c) for c in self.non_key)
+        incoming = ", ".join(self._comparable(f"s.{c}", c) for c in self.non_key)
+        return self.rowcount(
+            cur,
+            f"UPDATE {self.target} AS t SET "
+            + ", ".join(f"{c} = s.{c}" for c in self.non_key)
+            + f" FROM {STAGE} s WHERE s.{ORD} BETWEEN %s AND %s AND {match} "
+            f"AND ({current}) IS DISTINCT FROM ({incoming})",
+            (low, high),
+        )
+
+    def upsert(self, cur: Any, insert: str, params: tuple[int, int]) -> tuple[int, int]:
+        assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.non_key)
+        current = ", ".join(self._comparable(f"t.{c}", c) for c in self.non_key)
+        incoming = ", ".join(self._comparable(f"EXCLUDED.{c}", c) for c in self.non_key)
+        aliased = insert.replace(f"INSERT INTO {self.target} ", f"INSERT INTO {self.target} AS t ")
+        row = self.fetchone(
+            cur,
+            f"WITH written AS ({aliased} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET "
+            f"{assignments} WHERE ({current}) IS DISTINCT FROM ({incoming}) "
+            "RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+            "FROM written",
+            params,
+        )
+        return int(row[0]), int(row[1])
+
+    def _comparable(self, expression: str, column: str) -> str:
+        """Types without an equality operator (json, xml, ...) compare by their text."""
+        kind, sql_type = self.kinds[column]
+        if kind == Kind.JSON and sql_type.upper() == "JSON":
+            return f"{expression}::jsonb"
+        if kind == Kind.OTHER:
+            return f"{expression}::text"
+        return expression
+
+    @contextmanager
+    def savepoint(self, cur: Any) -> Iterator[None]:
+        try:
+            with cur.connection.transaction():
+                yield
+        except (
+            psycopg.errors.IntegrityError,
+            psycopg.errors.DataError,
+            psycopg.errors.CardinalityViolation,
+        ) as exc:
+            raise RowRefused(str(exc)) from exc
+
+    def insert_rejects(self, cur: Any, index: int, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        with cur.copy(
+            "COPY batchflows_rejects (import_id, chunk_index, line, raw, errors) FROM STDIN"
+        ) as copy:
+            for reject in rejects:
+                # PostgreSQL text cannot hold NUL; show it as \0 in the report.
+                errors = json.dumps(reject.errors, ensure_ascii=False)
+                copy.write_row(
+                    (
+                        self.job.import_id,
+                        index,
+                        reject.line,
+                        reject.raw.replace("\x00", "\\0"),
+                        errors.replace("\\u0000", "\\\\0"),
+                    )
+                )
+
+
+def _literal(text: str) -> str:
+    """A one-character SQL string literal (the CSV delimiter, checked at planning)."""
+    return "'" + text.replace("'", "''") + "'"

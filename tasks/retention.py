@@ -1,0 +1,257 @@
+"""Retention: remove expired exports and the bookkeeping of finished imports and replays.
+
+Only what is past its time goes: export files whose `expires_at` has passed, temporary files
+a killed export left behind a day ago or more, the rejects,
+chunk ledger and key claims of imports that finished (succeeded or failed) more than
+`retention_days` ago, and dead letters replayed that long ago. A running import's ledger is
+what makes its resume exact, so it is never touched, and pending dead letters stay until they
+are replayed. Every batch is its own short transaction, so imports keep committing meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from tasks.db.bookkeeping import (
+    chunks,
+    claims,
+    dead_letters,
+    ensure_bookkeeping,
+    exports,
+    imports,
+    rejects,
+)
+from tasks.db.engine import backend_of, get_engine
+from tasks.exports.files import abandoned_temp_files, exports_root
+
+FINISHED = ("succeeded", "failed")
+BATCH_SIZE = 5_000
+ABANDONED_AFTER = timedelta(days=1)
+
+
+class Removed(BaseModel):
+    """Rows (and export files) removed, or that would be in a dry run, by kind."""
+
+    export_files: int = 0
+    temp_files: int = 0
+    exports: int = 0
+    rejects: int = 0
+    chunks: int = 0
+    claims: int = 0
+    dead_letters: int = 0
+
+    def __add__(self, other: Removed) -> Removed:
+        return Removed(**{k: v + getattr(other, k) for k, v in self})
+
+
+def cutoff_of(now: datetime, retention_days: int) -> datetime:
+    """The instant before which finished bookkeeping is old enough to go (UTC)."""
+    if retention_days < 0:
+        raise ValueError(f"retention_days must be 0 or more, not {retention_days}")
+    return now.astimezone(UTC) - timedelta(days=retention_days)
+
+
+def delete_expired_exports(
+    engine: Engine, now: datetime, *, dry_run: bool = False, batch_size: int = BATCH_SIZE
+) -> Removed:
+    """Delete the files of exports expired at `now`, then mark their rows deleted_at."""
+    ensure_bookkeeping(engine)
+    now = now.astimezone(UTC)
+    expired = sa.and_(exports.c.expires_at < now, exports.c.deleted_at.is_(None))
+    if dry_run:
+        with engine.connect() as conn:
+            paths = conn.execute(sa.select(exports.c.path).where(expired)).scalars().all()
+        return Removed(export_files=sum(Path(p).is_file() for p in paths), exports=len(paths))
+    removed = Removed()
+    while True:
+        with engine.connect() as conn:
+            batch = conn.execute(
+                sa.select(exports.c.id, exports.c.path)
+                .where(expired)
+                .order_by(exports.c.id)
+                .limit(batch_size)
+            ).all()
+        if not batch:
+            return removed
+        files = 0
+        for _, path in batch:
+            if Path(path).is_file():
+                Path(path).unlink(missing_ok=True)
+                files += 1
+        with engine.begin() as conn:
+            marked = conn.execute(
+                exports.update()
+                .where(exports.c.id.in_([row.id for row in batch]), exports.c.deleted_at.is_(None))
+                .values(deleted_at=now)
+            ).rowcount
+        removed += Removed(export_files=files, exports=marked)
+
+
+def delete_abandoned_temp_files(root: Path, before: datetime, *, dry_run: bool = False) -> Removed:
+    """Temporary files of exports killed mid-way, untouched since `before`."""
+    abandoned = abandoned_temp_files(root, before)
+    if not dry_run:
+        for path in abandoned:
+            path.unlink(missing_ok=True)
+    return Removed(temp_files=len(abandoned))
+
+
+def _finished_before(cutoff: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(imports.c.status.in_(FINISHED), imports.c.finished_at < cutoff)
+
+
+def purgeable_imports(engine: Engine, cutoff: datetime) -> list[str]:
+    """Imports finished before `cutoff` that still have rejects, ledger chunks or claims."""
+    ensure_bookkeeping(engine)
+    leftovers = sa.or_(
+        *(
+            sa.exists().where(table.c.import_id == imports.c.import_id)
+            for table in (chunks, rejects, claims)
+        )
+    )
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(imports.c.import_id)
+                .where(_finished_before(cutoff), leftovers)
+                .order_by(imports.c.import_id)
+            ).scalars()
+        )
+
+
+def purge_import(
+    engine: Engine,
+    import_id: str,
+    cutoff: datetime,
+    *,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
+) -> Removed:
+    """Delete one finished import's rejects, chunk ledger and claims, a batch per transaction.
+
+    Each batch locks the import's row and checks again that it is finished and old enough, so
+    an import resumed meanwhile (status back to running) keeps its ledger.
+    """
+    if dry_run:
+        with engine.connect() as conn:
+            if not conn.execute(_locked_if_finished(engine, import_id, cutoff)).first():
+                return Removed()
+            return Removed(**{name: _count(conn, table, import_id) for name, table in _owned()})
+    removed = Removed()
+    while True:
+        with engine.begin() as conn:
+            if not conn.execute(_locked_if_finished(engine, import_id, cutoff)).first():
+                return removed
+            batch = Removed(
+                **{
+                    name: _delete_batch(conn, table, import_id, batch_size)
+                    for name, table in _owned()
+                }
+            )
+        removed += batch
+        if max(batch.rejects, batch.chunks, batch.claims) < batch_size:
+            return removed
+
+
+def _owned() -> list[tuple[str, sa.Table]]:
+    return [("rejects", rejects), ("chunks", chunks), ("claims", claims)]
+
+
+def _locked_if_finished(engine: Engine, import_id: str, cutoff: datetime) -> sa.Select[tuple[str]]:
+    query = sa.select(imports.c.import_id).where(
+        imports.c.import_id == import_id, _finished_before(cutoff)
+    )
+    # SQLite transactions here begin IMMEDIATE (one writer at a time): no row lock needed.
+    return query.with_for_update() if backend_of(engine) == "postgresql" else query
+
+
+def _count(conn: sa.Connection, table: sa.Table, import_id: str) -> int:
+    query = sa.select(sa.func.count()).select_from(table).where(table.c.import_id == import_id)
+    return int(conn.execute(query).scalar_one())
+
+
+def _delete_batch(conn: sa.Connection, table: sa.Table, import_id: str, batch_size: int) -> int:
+    """Delete up to about `batch_size` rows of `import_id` from `table`."""
+    # Each table's own key column after import_id picks the batch (claims' 64-bit halves are
+    # unique in practice, so a batch is at most a few rows larger than asked).
+    column = {"batchflows_rejects": "id", "batchflows_chunks": "chunk_index"}.get(
+        table.name, "key_hi"
+    )
+    picked = (
+        sa.select(table.c[column])
+        .where(table.c.import_id == import_id)
+        .order_by(table.c[column])
+        .limit(batch_size)
+        .scalar_subquery()
+    )
+    return int(
+        conn.execute(
+            table.delete().where(table.c.import_id == import_id, table.c[column].in_(picked))
+        ).rowcount
+    )
+
+
+def delete_replayed_dead_letters(
+    engine: Engine, cutoff: datetime, *, dry_run: bool = False, batch_size: int = BATCH_SIZE
+) -> Removed:
+    """Delete dead letters replayed before `cutoff`; pending ones are never deleted."""
+    ensure_bookkeeping(engine)
+    old = sa.and_(dead_letters.c.replayed_at.is_not(None), dead_letters.c.replayed_at < cutoff)
+    if dry_run:
+        with engine.connect() as conn:
+            query = sa.select(sa.func.count()).select_from(dead_letters).where(old)
+            return Removed(dead_letters=int(conn.execute(query).scalar_one()))
+    total = 0
+    while True:
+        picked = (
+            sa.select(dead_letters.c.id)
+            .where(old)
+            .order_by(dead_letters.c.id)
+            .limit(batch_size)
+            .scalar_subquery()
+        )
+        with engine.begin() as conn:
+            deleted = int(
+                conn.execute(dead_letters.delete().where(dead_letters.c.id.in_(picked))).rowcount
+            )
+        total += deleted
+        if deleted < batch_size:
+            return Removed(dead_letters=total)
+
+
+@task(cache_policy=NO_CACHE)
+def expire_exports(database: str | None, now: datetime, dry_run: bool) -> Removed:
+    """Expired export files and their rows."""
+    return delete_expired_exports(get_engine(database), now, dry_run=dry_run)
+
+
+@task(cache_policy=NO_CACHE)
+def remove_abandoned_temp_files(now: datetime, dry_run: bool) -> Removed:
+    """Temporary files of exports killed mid-way, untouched for a day, under the exports root."""
+    return delete_abandoned_temp_files(exports_root(), now - ABANDONED_AFTER, dry_run=dry_run)
+
+
+@task(cache_policy=NO_CACHE)
+def purge_finished_imports(
+    database: str | None, cutoff: datetime, dry_run: bool
+) -> tuple[int, Removed]:
+    """Rejects, chunk ledger and claims of imports finished before `cutoff`."""
+    engine = get_engine(database)
+    removed = Removed()
+    finished = purgeable_imports(engine, cutoff)
+    for import_id in finished:
+        removed += purge_import(engine, import_id, cutoff, dry_run=dry_run)
+    return len(finished), removed
+
+
+@task(cache_policy=NO_CACHE)
+def purge_replayed_dead_letters(database: str | None, cutoff: datetime, dry_run: bool) -> Removed:
+    """Dead letters replayed before `cutoff`."""
+    return delete_replayed_dead_letters(get_engine(database), cutoff, dry_run=dry_run)
