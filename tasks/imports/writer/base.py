@@ -32,7 +32,7 @@ import pyarrow as pa
 from sqlalchemy.engine import Engine
 
 from tasks.db.engine import raw_connection
-from tasks.db.errors import database_errors
+from tasks.db.errors import database_errors, first_line
 from tasks.db.schema import qualified, quote
 from tasks.errors import ConflictError, ErrorRateExceeded, InputError
 from tasks.imports import ledger
@@ -310,8 +310,3 @@ class ChunkWriter(ABC):
 def extra_columns(values: pa.Table) -> list[str]:
     """The bookkeeping columns staged after the table's own (line, key hash)."""
     return [name for name in values.column_names if name in (ORD, KEY_HI, KEY_LO)]
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message, for a reject's reason."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
