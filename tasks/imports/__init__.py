@@ -6,8 +6,8 @@ Flows import from here; modules inside `tasks/` import the module itself
 
 from tasks.imports.csv_plan import CsvDialect
 from tasks.imports.ledger import ChunkCounts, ImportTotals, first_rejects
-from tasks.imports.plan import ImportOptions, ImportPlan, OnConflict
-from tasks.imports.rules import ColumnRule
+from tasks.imports.plan import ImportOptions, ImportPlan
+from tasks.imports.rules import ColumnRule, OnConflict
 from tasks.imports.steps import finish_import, plan_import, run_in_order
 
 __all__ = [

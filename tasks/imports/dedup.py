@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tasks.imports.arrays import IntArray
+from tasks.imports.rules import OnConflict
 
 # Two independent 64-bit hashes make a 128-bit key fingerprint: collisions are out of reach
 # (about 1e-25 for ten million keys), so claims can store fixed-size numbers for any key type.
@@ -35,7 +36,7 @@ class Dedup:
     repeated: tuple[int, int] | None = None
 
 
-def dedup(values: pa.Table, key: list[str], mode: str) -> Dedup:
+def dedup(values: pa.Table, key: list[str], mode: OnConflict) -> Dedup:
     """Keep one row per key of `values` (valid rows in file order) for conflict mode `mode`."""
     frame = values.select(key).to_pandas()
     keep_last = mode == "update"

@@ -9,8 +9,6 @@ not planned again.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
@@ -21,10 +19,8 @@ from tasks.db.schema import TableSpec, reflect_table
 from tasks.errors import InputError, SchemaError
 from tasks.imports.csv_plan import ChunkSpec, CsvDialect, plan_file
 from tasks.imports.ledger import register_import
-from tasks.imports.rules import ColumnRule
+from tasks.imports.rules import ColumnRule, OnConflict
 from tasks.imports.validation import check_rules
-
-OnConflict = Literal["skip", "update", "error"]
 
 
 class ImportOptions(BaseModel):
