@@ -27,6 +27,11 @@ from tasks.imports import (
     run_in_order,
 )
 
+# Bounds for the form and the server only: a direct call reaches the plan's own check, whose
+# InputError names the parameter and what it allows.
+ErrorRate = Annotated[float, Field(json_schema_extra={"minimum": 0, "maximum": 1})]
+Delimiter = Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 1})]
+
 
 class ImportResult(ImportTotals):
     """What an import did; `total = inserted + updated + skipped + failed`."""
@@ -48,10 +53,10 @@ def import_csv(
     rules: dict[str, ColumnRule] | None = None,
     chunk_size: Annotated[int, Field(gt=0)] = 10_000,
     max_concurrency: Annotated[int, Field(gt=0)] | None = None,
-    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 1.0,
+    max_error_rate: ErrorRate = 1.0,
     import_id: str | None = None,
     database: str | None = None,
-    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ",",
+    delimiter: Delimiter = ",",
     encoding: str = "utf-8",
     header: bool = True,
     columns: list[str] | None = None,

@@ -40,6 +40,10 @@ BOUNDS: list[tuple[str, str, Any, Any]] = [
     ("cleanup", "retention_days", -1, 0),
 ]
 
+# Bounded in the schema only: a direct call reaches the job's own check instead, whose
+# InputError names the parameter (tests/flows/test_import_csv.py).
+FORM_ONLY = {("import-csv", "max_error_rate"), ("import-csv", "delimiter")}
+
 # Required parameters a direct call must give besides the one under test.
 REQUIRED: dict[str, dict[str, Any]] = {
     "import-csv": {"source": "users.csv", "table": "users", "key": ["email"]},
@@ -94,7 +98,10 @@ def test_the_deployment_form_refuses_a_value_out_of_bounds(
     assert not accepted, [error.message for error in accepted]
 
 
-@pytest.mark.parametrize(("entrypoint", "parameter", "bad", "good"), CASES)
+@pytest.mark.parametrize(
+    ("entrypoint", "parameter", "bad", "good"),
+    [case for case in CASES if (_flow(case.values[0]).name, case.values[1]) not in FORM_ONLY],
+)
 def test_a_direct_call_refuses_the_same_value(
     entrypoint: str, parameter: str, bad: Any, good: Any
 ) -> None:
