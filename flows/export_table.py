@@ -10,7 +10,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from tasks.common import RunProgress, results_in_order
+from tasks.common import RunProgress, results_in_order, schema_bounds
 from tasks.exports import (
     Compression,
     ExportJob,
@@ -52,7 +52,7 @@ def export_table(
     destination: str = "exports",
     filename: str | None = None,
     expires_in_hours: Annotated[int, Field(ge=0)] = 24,
-    chunk_size: Annotated[int, Field(gt=0)] = 100_000,
+    chunk_size: Annotated[int, schema_bounds(exclusiveMinimum=0)] = 100_000,
     max_concurrency: Annotated[int, Field(gt=0)] = 2,
     database: str | None = None,
 ) -> ExportResult:

@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from tasks.common import RunProgress
+from tasks.common import RunProgress, schema_bounds
 from tasks.db import get_engine
 from tasks.imports import (
     ChunkCounts,
@@ -26,11 +26,6 @@ from tasks.imports import (
     plan_import,
     run_in_order,
 )
-
-# Bounds for the form and the server only: a direct call reaches the plan's own check, whose
-# InputError names the parameter and what it allows.
-ErrorRate = Annotated[float, Field(json_schema_extra={"minimum": 0, "maximum": 1})]
-Delimiter = Annotated[str, Field(json_schema_extra={"minLength": 1, "maxLength": 1})]
 
 
 class ImportResult(ImportTotals):
@@ -53,10 +48,10 @@ def import_csv(
     rules: dict[str, ColumnRule] | None = None,
     chunk_size: Annotated[int, Field(gt=0)] = 10_000,
     max_concurrency: Annotated[int, Field(gt=0)] | None = None,
-    max_error_rate: ErrorRate = 1.0,
+    max_error_rate: Annotated[float, schema_bounds(minimum=0, maximum=1)] = 1.0,
     import_id: str | None = None,
     database: str | None = None,
-    delimiter: Delimiter = ",",
+    delimiter: Annotated[str, schema_bounds(minLength=1, maxLength=1)] = ",",
     encoding: str = "utf-8",
     header: bool = True,
     columns: list[str] | None = None,

@@ -40,9 +40,13 @@ BOUNDS: list[tuple[str, str, Any, Any]] = [
     ("cleanup", "retention_days", -1, 0),
 ]
 
-# Bounded in the schema only: a direct call reaches the job's own check instead, whose
-# InputError names the parameter (tests/flows/test_import_csv.py).
-FORM_ONLY = {("import-csv", "max_error_rate"), ("import-csv", "delimiter")}
+# Bounded in the schema only (`schema_bounds`): a direct call reaches the job's own check,
+# whose InputError names the parameter (tests/flows/test_import_csv.py, test_export_table.py).
+FORM_ONLY = {
+    ("import-csv", "max_error_rate"),
+    ("import-csv", "delimiter"),
+    ("export-table", "chunk_size"),
+}
 
 # Required parameters a direct call must give besides the one under test.
 REQUIRED: dict[str, dict[str, Any]] = {
@@ -110,3 +114,16 @@ def test_a_direct_call_refuses_the_same_value(
     flow.validate_parameters(given | {parameter: good})
     with pytest.raises(ParameterTypeError):
         flow.validate_parameters(given | {parameter: bad})
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "parameter", "bad", "good"),
+    [case for case in CASES if (_flow(case.values[0]).name, case.values[1]) in FORM_ONLY],
+)
+def test_a_form_only_bound_leaves_a_direct_call_to_the_job_check(
+    entrypoint: str, parameter: str, bad: Any, good: Any
+) -> None:
+    flow = _flow(entrypoint)
+    given = REQUIRED.get(flow.name, {})
+    assert flow.validate_parameters(given | {parameter: bad})[parameter] == bad
+    assert flow.validate_parameters(given | {parameter: good})[parameter] == good
