@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from pydantic import Field
 
 from tasks.retention import (
     Removed,
@@ -28,7 +30,7 @@ class CleanupResult(Removed):
 
 @flow(name="cleanup", log_prints=True)
 def cleanup(
-    retention_days: int = 30,
+    retention_days: Annotated[int, Field(ge=0)] = 30,
     dry_run: bool = False,
     database: str | None = None,
 ) -> CleanupResult:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tasks.common.progress import RunProgress
-from tasks.common.task_window import results_in_order
-from tasks.errors import InputError
-from tasks.exports.files import Published
-from tasks.exports.part import ExportJob, PartResult
-from tasks.exports.steps import export_part, finish_export, plan_export, shared_snapshot
+from tasks.common import RunProgress, results_in_order, schema_bounds
+from tasks.exports import (
+    Compression,
+    ExportJob,
+    Format,
+    PartResult,
+    Published,
+    export_part,
+    finish_export,
+    plan_export,
+    shared_snapshot,
+)
 
 
 class ExportResult(BaseModel):
@@ -41,13 +47,13 @@ def export_table(
     query: str | None = None,
     columns: list[str] | None = None,
     where: str | None = None,
-    format: Literal["csv", "ndjson", "json", "parquet"] = "csv",
-    compression: Literal["gzip", "none"] = "gzip",
+    format: Format = "csv",
+    compression: Compression = "gzip",
     destination: str = "exports",
     filename: str | None = None,
-    expires_in_hours: int = 24,
-    chunk_size: int = 100_000,
-    max_concurrency: int = 2,
+    expires_in_hours: Annotated[int, Field(ge=0)] = 24,
+    chunk_size: Annotated[int, schema_bounds(exclusiveMinimum=0)] = 100_000,
+    max_concurrency: Annotated[int, Field(gt=0)] = 2,
     database: str | None = None,
 ) -> ExportResult:
     """Export a table or a read-only query to one file, from one consistent snapshot.
@@ -74,8 +80,6 @@ def export_table(
     """
     started = time.monotonic()
     now = datetime.now(UTC)
-    if expires_in_hours < 0:
-        raise InputError(f"parameter 'expires_in_hours': {expires_in_hours} must not be negative")
     job = plan_export(
         table=table,
         query=query,

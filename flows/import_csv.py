@@ -5,19 +5,27 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Literal
+from typing import Annotated
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from pydantic import Field
 
-from tasks.common.progress import RunProgress
-from tasks.db.engine import get_engine
-from tasks.imports.csv_plan import CsvDialect
-from tasks.imports.ledger import ImportTotals, first_rejects
-from tasks.imports.plan import ImportOptions, ImportPlan
-from tasks.imports.steps import finish_import, plan_import, run_in_order
-from tasks.imports.validation import ColumnRule
-from tasks.imports.writer import ChunkCounts
+from tasks.common import RunProgress, schema_bounds
+from tasks.db import get_engine
+from tasks.imports import (
+    ChunkCounts,
+    ColumnRule,
+    CsvDialect,
+    ImportOptions,
+    ImportPlan,
+    ImportTotals,
+    OnConflict,
+    finish_import,
+    first_rejects,
+    plan_import,
+    run_in_order,
+)
 
 
 class ImportResult(ImportTotals):
@@ -33,17 +41,17 @@ class ImportResult(ImportTotals):
 
 @flow(name="import-csv", log_prints=True)
 def import_csv(
-    source: str,
-    table: str,
-    key: list[str],
-    on_conflict: Literal["skip", "update", "error"] = "skip",
+    source: Annotated[str, Field(min_length=1)],
+    table: Annotated[str, Field(min_length=1)],
+    key: Annotated[list[str], Field(min_length=1)],
+    on_conflict: OnConflict = "skip",
     rules: dict[str, ColumnRule] | None = None,
-    chunk_size: int = 10_000,
-    max_concurrency: int | None = None,
-    max_error_rate: float = 1.0,
+    chunk_size: Annotated[int, Field(gt=0)] = 10_000,
+    max_concurrency: Annotated[int, Field(gt=0)] | None = None,
+    max_error_rate: Annotated[float, schema_bounds(minimum=0, maximum=1)] = 1.0,
     import_id: str | None = None,
     database: str | None = None,
-    delimiter: str = ",",
+    delimiter: Annotated[str, schema_bounds(minLength=1, maxLength=1)] = ",",
     encoding: str = "utf-8",
     header: bool = True,
     columns: list[str] | None = None,

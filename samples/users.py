@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tasks.imports.validation import ColumnRule
+from tasks.imports.rules import ColumnRule
 
 COLUMNS = ["id", "email", "name", "age", "score", "active", "created_at", "bio"]
 KEY = ["email"]

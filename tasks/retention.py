@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
+from tasks.common.retry import transient_retries
 from tasks.db.bookkeeping import (
     chunks,
     claims,
@@ -29,6 +30,7 @@ from tasks.db.bookkeeping import (
     rejects,
 )
 from tasks.db.engine import backend_of, get_engine
+from tasks.db.errors import database_errors
 from tasks.exports.files import abandoned_temp_files, exports_root
 
 FINISHED = ("succeeded", "failed")
@@ -226,32 +228,37 @@ def delete_replayed_dead_letters(
             return Removed(dead_letters=total)
 
 
-@task(cache_policy=NO_CACHE)
+# Each batch deletes only what is still there, so a transient database error retries the
+# whole step safely (the counts then cover the last attempt).
+@task(name="expire-exports", cache_policy=NO_CACHE, **transient_retries(3))
 def expire_exports(database: str | None, now: datetime, dry_run: bool) -> Removed:
     """Expired export files and their rows."""
-    return delete_expired_exports(get_engine(database), now, dry_run=dry_run)
+    with database_errors("expiring exports"):
+        return delete_expired_exports(get_engine(database), now, dry_run=dry_run)
 
 
-@task(cache_policy=NO_CACHE)
+@task(name="remove-abandoned-temp-files", cache_policy=NO_CACHE)
 def remove_abandoned_temp_files(now: datetime, dry_run: bool) -> Removed:
     """Temporary files of exports killed mid-way, untouched for a day, under the exports root."""
     return delete_abandoned_temp_files(exports_root(), now - ABANDONED_AFTER, dry_run=dry_run)
 
 
-@task(cache_policy=NO_CACHE)
+@task(name="purge-finished-imports", cache_policy=NO_CACHE, **transient_retries(3))
 def purge_finished_imports(
     database: str | None, cutoff: datetime, dry_run: bool
 ) -> tuple[int, Removed]:
     """Rejects, chunk ledger and claims of imports finished before `cutoff`."""
     engine = get_engine(database)
     removed = Removed()
-    finished = purgeable_imports(engine, cutoff)
-    for import_id in finished:
-        removed += purge_import(engine, import_id, cutoff, dry_run=dry_run)
+    with database_errors("purging finished imports"):
+        finished = purgeable_imports(engine, cutoff)
+        for import_id in finished:
+            removed += purge_import(engine, import_id, cutoff, dry_run=dry_run)
     return len(finished), removed
 
 
-@task(cache_policy=NO_CACHE)
+@task(name="purge-replayed-dead-letters", cache_policy=NO_CACHE, **transient_retries(3))
 def purge_replayed_dead_letters(database: str | None, cutoff: datetime, dry_run: bool) -> Removed:
     """Dead letters replayed before `cutoff`."""
-    return delete_replayed_dead_letters(get_engine(database), cutoff, dry_run=dry_run)
+    with database_errors("purging replayed dead letters"):
+        return delete_replayed_dead_letters(get_engine(database), cutoff, dry_run=dry_run)

@@ -19,8 +19,7 @@ from typing import Any, TypeVar
 from prefect import Task
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
-
-from tasks.http.options import api_task_runner
+from prefect.task_runners import ThreadPoolTaskRunner
 
 Result = TypeVar("Result")
 Submit = Callable[[dict[str, Any]], PrefectFuture[Result]]
@@ -37,7 +36,7 @@ def results_in_order(
     `on_error` runs on the first failure before the work in flight is waited for, so it can
     tell that work to stop early (an import marks itself failed, and waiting chunks give up).
     """
-    with _submitter(task) as submit:
+    with _submitter(task, ahead) as submit:
         pending = iter(parameter_sets)
         window: deque[PrefectFuture[Result]] = deque(
             submit(parameters) for parameters in itertools.islice(pending, ahead)
@@ -56,9 +55,11 @@ def results_in_order(
 
 
 @contextmanager
-def _submitter(task: Task[..., Result]) -> Iterator[Submit[Result]]:
+def _submitter(task: Task[..., Result], ahead: int) -> Iterator[Submit[Result]]:
+    """The flow run's task runner, or outside a run a thread per submission in the window."""
     if FlowRunContext.get() is not None:
         yield lambda parameters: task.submit(**parameters)
         return
-    with api_task_runner() as runner:
+    runner: ThreadPoolTaskRunner[Result] = ThreadPoolTaskRunner(max_workers=max(ahead, 1))
+    with runner:
         yield lambda parameters: runner.submit(task, parameters)

@@ -35,6 +35,11 @@ def _transient(error: BaseException) -> bool:
     return isinstance(error, _TRANSIENT_POSTGRES)
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its class name when it has none), for a report."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 @contextmanager
 def database_errors(where: str) -> Iterator[None]:
     """Re-raise driver errors inside the block as `TargetError` prefixed with `where`."""
@@ -43,8 +48,7 @@ def database_errors(where: str) -> Iterator[None]:
     except (psycopg.Error, sqlite3.Error, DBAPIError) as exc:
         transient = _transient(exc)
         original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-        first = (str(original).strip().splitlines() or [type(original).__name__])[0]
         retry = " (transient, will retry)" if transient else ""
         raise TargetError(
-            f"{where}: the database refused: {first}{retry}", transient=transient
+            f"{where}: the database refused: {first_line(original)}{retry}", transient=transient
         ) from exc

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from tasks.db.engine import get_engine, raw_connection
-from tasks.db.errors import database_errors
+from tasks.db.errors import database_errors, first_line
 from tasks.errors import TargetError
 from tasks.exports.encode import (
     JsonEncoder,
@@ -86,8 +86,9 @@ def write_part(job: ExportJob, part: KeyRange) -> PartResult:
         try:
             return _write_part(job, part)
         except (adbc_dbapi.Error, pa.ArrowInvalid) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise TargetError(f"{where}: reading failed: {first}", transient=False) from exc
+            raise TargetError(
+                f"{where}: reading failed: {first_line(exc)}", transient=False
+            ) from exc
 
 
 def _write_part(job: ExportJob, part: KeyRange) -> PartResult:

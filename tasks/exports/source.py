@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from tasks.db.engine import Backend, backend_of, raw_connection
+from tasks.db.errors import first_line
 from tasks.errors import InputError, SchemaError
 from tasks.db.read_only import check_condition, check_select, read_only_session
 from tasks.db.schema import Kind, TableSpec, qualified, quote, reflect_table
@@ -147,8 +148,9 @@ def _describe(engine: Engine, sql: str, parameter: str) -> list[str]:
             cursor.execute(f"{sql} LIMIT 0")
             return [d[0] for d in cursor.description]
     except (psycopg.Error, sqlite3.Error) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"parameter {parameter!r}: the database refused it: {first}") from exc
+        raise InputError(
+            f"parameter {parameter!r}: the database refused it: {first_line(exc)}"
+        ) from exc
 
 
 def key_ranges(

@@ -15,6 +15,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.db.engine import get_engine
+from tasks.db.errors import database_errors
 from tasks.errors import InputError
 from tasks.exports.files import (
     Published,
@@ -54,9 +55,10 @@ def make_job(
     directory = resolve_destination(destination, exports_root())
     if filename is not None:
         check_filename(filename)
-    source = check_source(
-        get_engine(database), table=table, query=query, columns=columns, where=where
-    )
+    with database_errors("checking the export's source"):
+        source = check_source(
+            get_engine(database), table=table, query=query, columns=columns, where=where
+        )
     name = filename or default_filename(source.name, format, compression, now)
     files = TempFiles.new(directory, name)
     return ExportJob(
@@ -71,7 +73,7 @@ def make_job(
     )
 
 
-plan_export = task(name="plan-export", cache_policy=NO_CACHE)(make_job)
+plan_export = task(name="plan-export", cache_policy=NO_CACHE, **transient_retries(3))(make_job)
 
 
 @contextmanager
@@ -101,7 +103,9 @@ def export_part(job: ExportJob, part: KeyRange) -> PartResult:
     return write_part(job, part)
 
 
-@task(name="finish-export", cache_policy=NO_CACHE)
+# Not retried: publishing consumes the parts' temporary files, so a second attempt would have
+# nothing to join; a failed export is run again as a whole.
+@task(name="finish-export", cache_policy=NO_CACHE, retries=0)
 def finish_export(
     job: ExportJob,
     parts: list[PartResult],
@@ -112,16 +116,17 @@ def finish_export(
     """Join the parts, publish the file under its final name and record it."""
     published = finish(job, parts, explicit_name)
     try:
-        record_export(
-            get_engine(job.database),
-            published=published,
-            format=job.format,
-            compression=job.compression,
-            source=f"{job.source.label}: {job.source.sql()}",
-            rows=sum(part.rows for part in parts),
-            expires_at=expires_at,
-            flow_run_id=flow_run_id,
-        )
+        with database_errors(f"recording export {published.path}"):
+            record_export(
+                get_engine(job.database),
+                published=published,
+                format=job.format,
+                compression=job.compression,
+                source=f"{job.source.label}: {job.source.sql()}",
+                rows=sum(part.rows for part in parts),
+                expires_at=expires_at,
+                flow_run_id=flow_run_id,
+            )
     except BaseException:
         Path(published.path).unlink(missing_ok=True)
         raise

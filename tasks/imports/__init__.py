@@ -1,0 +1,25 @@
+"""The import-csv job: plan the file against the table, apply chunks exactly once, sum up.
+
+Flows import from here; modules inside `tasks/` import the module itself
+(`tasks.imports.ledger`), so this file never takes part in an import cycle.
+"""
+
+from tasks.imports.csv_plan import CsvDialect
+from tasks.imports.ledger import ChunkCounts, ImportTotals, first_rejects
+from tasks.imports.plan import ImportOptions, ImportPlan
+from tasks.imports.rules import ColumnRule, OnConflict
+from tasks.imports.steps import finish_import, plan_import, run_in_order
+
+__all__ = [
+    "ChunkCounts",
+    "ColumnRule",
+    "CsvDialect",
+    "ImportOptions",
+    "ImportPlan",
+    "ImportTotals",
+    "OnConflict",
+    "finish_import",
+    "first_rejects",
+    "plan_import",
+    "run_in_order",
+]

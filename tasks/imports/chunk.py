@@ -1,6 +1,6 @@
 """Import one chunk: read its byte range, parse, validate, de-duplicate, write in one transaction.
 
-A plain function, so tests run it without Prefect; the `@task` in tasks/import_tasks.py only
+A plain function, so tests run it without Prefect; the `@task` in steps.py only
 adds retries and a name.
 """
 

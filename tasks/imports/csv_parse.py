@@ -1,6 +1,6 @@
 """Parse one chunk's byte range into string columns, keeping every record's line and raw text.
 
-The scan (tasks/csv_scan.py) finds the records and rejects the malformed ones (wrong number of
+The scan (csv_scan.py) finds the records and rejects the malformed ones (wrong number of
 fields, stray quotes); only well-formed records go to pyarrow's C++ parser, so row i of the
 parsed table is exactly the i-th good record, whose physical line and raw text stay known.
 """
@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from tasks.imports.arrays import BoolArray, IntArray
 from tasks.imports.csv_plan import ChunkSpec, CsvDialect
 from tasks.imports.csv_scan import Records, scan_records
-
-IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ def _structural_errors(records: Records, index: int, header: list[str]) -> dict[
     return {"_record": f"has {found} fields, but the header has {len(header)}"}
 
 
-def _good_bytes(data: bytes, records: Records, good: npt.NDArray[np.bool_]) -> bytes:
+def _good_bytes(data: bytes, records: Records, good: BoolArray) -> bytes:
     """`data` without the bytes of bad records (blank lines may stay: pyarrow skips them)."""
     if good.all():
         return data

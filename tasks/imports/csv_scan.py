@@ -19,14 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
+
+from tasks.imports.arrays import ByteArray, IntArray
 
 QUOTE = ord('"')
 LF = ord("\n")
 CR = ord("\r")
-
-IntArray = npt.NDArray[np.int64]
-ByteArray = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Counts describe the import's net effect on the table:
   skipped. Chunks apply in file order, so an earlier chunk's occurrence is in the table before
   a later chunk looks.
 - `update`: the last valid occurrence wins; earlier ones are skipped (superseded). Chunks apply
-  in reverse file order and claim their keys (tasks/chunk_writer.py), so an earlier occurrence
+  in reverse file order and claim their keys (tasks/imports/writer/), so an earlier occurrence
   never overwrites a later one, and an identical re-import reports 0 updated.
 - `error`: a repeated key stops the import, naming both lines.
 """
@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
-IntArray = npt.NDArray[np.int64]
+from tasks.imports.arrays import IntArray
+from tasks.imports.rules import OnConflict
 
 # Two independent 64-bit hashes make a 128-bit key fingerprint: collisions are out of reach
 # (about 1e-25 for ten million keys), so claims can store fixed-size numbers for any key type.
@@ -36,7 +36,7 @@ class Dedup:
     repeated: tuple[int, int] | None = None
 
 
-def dedup(values: pa.Table, key: list[str], mode: str) -> Dedup:
+def dedup(values: pa.Table, key: list[str], mode: OnConflict) -> Dedup:
     """Keep one row per key of `values` (valid rows in file order) for conflict mode `mode`."""
     frame = values.select(key).to_pandas()
     keep_last = mode == "update"

@@ -1,14 +1,42 @@
-"""Read and close an import's bookkeeping: totals from the chunk ledger, status, first rejects."""
+"""The import ledger: every statement on `batchflows_imports` and `batchflows_chunks`.
+
+An import's row is registered (or resumed) by the plan and closed by `finish-import`; each
+chunk claims, fills and reads its ledger row inside its own transaction, through the
+`Statement`s below that the chunk writer runs on its DB-API cursor. The ledger, not Prefect's
+cache, is the record of what is done.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from tasks.db.bookkeeping import chunks, claims, imports, rejects
+from tasks.imports.csv_plan import ChunkSpec
+
+# SQL with `{p}` for the driver's placeholder, and its parameters.
+Statement = tuple[str, tuple[Any, ...]]
+
+COUNTS = ("rows", "inserted", "updated", "skipped", "failed", "cum_rows", "cum_failed")
+
+
+class ChunkCounts(BaseModel):
+    """What one chunk did, and the import's running totals through it: its ledger row."""
+
+    index: int
+    rows: int
+    inserted: int
+    updated: int
+    skipped: int
+    failed: int
+    cum_rows: int
+    cum_failed: int
+    already_committed: bool = False
 
 
 class ImportTotals(BaseModel):
@@ -38,6 +66,85 @@ def ledger_totals(engine: Engine, import_id: str) -> ImportTotals:
         row = conn.execute(query).one()
     names = ("total", "inserted", "updated", "skipped", "failed", "chunks")
     return ImportTotals(**{name: int(value) for name, value in zip(names, row, strict=True)})
+
+
+def register_import(
+    engine: Engine, row: dict[str, Any], check_existing: Callable[[sa.RowMapping], None]
+) -> set[int]:
+    """Record a new import's row, or resume an existing one; the chunks its ledger holds.
+
+    An existing row is locked, checked by `check_existing` (which raises if it may not be
+    resumed) and set running again, in one transaction.
+    """
+    import_id = row["import_id"]
+    try:
+        with engine.begin() as conn:
+            conn.execute(imports.insert().values(**row))
+        return set()
+    except IntegrityError:
+        pass
+    with engine.begin() as conn:
+        # Locked, so a concurrent cleanup purging this (finished) import's ledger either
+        # completes first, and the resume sees the chunks gone, or waits for the resume.
+        existing = conn.execute(
+            sa.select(imports).where(imports.c.import_id == import_id).with_for_update()
+        ).one()
+        check_existing(existing._mapping)
+        done = set(
+            conn.execute(
+                sa.select(chunks.c.chunk_index).where(chunks.c.import_id == import_id)
+            ).scalars()
+        )
+        conn.execute(
+            imports.update()
+            .where(imports.c.import_id == import_id)
+            .values(status="running", error=None, flow_run_id=row["flow_run_id"], finished_at=None)
+        )
+    return done
+
+
+def claim_chunk(import_id: str, chunk: ChunkSpec) -> Statement:
+    """Insert the chunk's ledger row with zero counts; returns a row unless one exists."""
+    return (
+        "INSERT INTO batchflows_chunks (import_id, chunk_index, start_byte, end_byte, "
+        "first_line, rows, inserted, updated, skipped, failed, cum_rows, cum_failed) "
+        "VALUES ({p}, {p}, {p}, {p}, {p}, 0, 0, 0, 0, 0, 0, 0) "
+        "ON CONFLICT DO NOTHING RETURNING 1",
+        (import_id, chunk.index, chunk.start, chunk.end, chunk.first_line),
+    )
+
+
+def record_chunk(import_id: str, counts: ChunkCounts) -> Statement:
+    """Fill the claimed ledger row with the chunk's counts and running totals."""
+    return (
+        f"UPDATE batchflows_chunks SET {', '.join(f'{name} = {{p}}' for name in COUNTS)} "
+        "WHERE import_id = {p} AND chunk_index = {p}",
+        (*(getattr(counts, name) for name in COUNTS), import_id, counts.index),
+    )
+
+
+def chunk_turn(import_id: str, previous: int) -> Statement:
+    """The import's status, and chunk `previous`'s running totals once it has committed."""
+    return (
+        "SELECT i.status, c.cum_rows, c.cum_failed FROM batchflows_imports i "
+        "LEFT JOIN batchflows_chunks c ON c.import_id = i.import_id "
+        "AND c.chunk_index = {p} WHERE i.import_id = {p}",
+        (previous, import_id),
+    )
+
+
+def committed_chunk(import_id: str, index: int) -> Statement:
+    """The counts another run committed for chunk `index`; read with `committed_counts`."""
+    return (
+        f"SELECT {', '.join(COUNTS)} FROM batchflows_chunks "
+        "WHERE import_id = {p} AND chunk_index = {p}",
+        (import_id, index),
+    )
+
+
+def committed_counts(index: int, row: tuple[Any, ...]) -> ChunkCounts:
+    """A `committed_chunk` row as the chunk's counts."""
+    return ChunkCounts(index=index, already_committed=True, **dict(zip(COUNTS, row, strict=True)))
 
 
 def mark_finished(engine: Engine, import_id: str, totals: ImportTotals) -> None:

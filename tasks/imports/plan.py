@@ -9,21 +9,18 @@ not planned again.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
-from tasks.db.bookkeeping import chunks, ensure_bookkeeping, imports
+from tasks.db.bookkeeping import ensure_bookkeeping
 from tasks.db.engine import get_engine
 from tasks.db.schema import TableSpec, reflect_table
 from tasks.errors import InputError, SchemaError
 from tasks.imports.csv_plan import ChunkSpec, CsvDialect, plan_file
-from tasks.imports.validation import ColumnRule, check_rules
-
-OnConflict = Literal["skip", "update", "error"]
+from tasks.imports.ledger import register_import
+from tasks.imports.rules import ColumnRule, OnConflict
+from tasks.imports.validation import check_rules
 
 
 class ImportOptions(BaseModel):
@@ -214,29 +211,9 @@ def register(engine: Engine, plan: ImportPlan, flow_run_id: str | None) -> Impor
         "chunk_count": len(plan.chunks),
         "flow_run_id": flow_run_id,
     }
-    try:
-        with engine.begin() as conn:
-            conn.execute(imports.insert().values(**row))
-        return plan
-    except IntegrityError:
-        pass
-    with engine.begin() as conn:
-        # Locked, so a concurrent cleanup purging this (finished) import's ledger either
-        # completes first, and the resume sees the chunks gone, or waits for the resume.
-        existing = conn.execute(
-            sa.select(imports).where(imports.c.import_id == job.import_id).with_for_update()
-        ).one()
-        _check_same_import(plan, existing._mapping, options)
-        done = set(
-            conn.execute(
-                sa.select(chunks.c.chunk_index).where(chunks.c.import_id == job.import_id)
-            ).scalars()
-        )
-        conn.execute(
-            imports.update()
-            .where(imports.c.import_id == job.import_id)
-            .values(status="running", error=None, flow_run_id=flow_run_id, finished_at=None)
-        )
+    done = register_import(
+        engine, row, lambda existing: _check_same_import(plan, existing, options)
+    )
     pending = [i for i in plan.pending if i not in done]
     return plan.model_copy(update={"pending": pending})
 

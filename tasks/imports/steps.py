@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.common.retry import transient_retries
 from tasks.common.task_window import results_in_order
 from tasks.db.engine import get_engine
+from tasks.db.errors import database_errors
 from tasks.imports.chunk import run_chunk
 from tasks.imports.csv_plan import ChunkSpec
 from tasks.imports.ledger import ImportTotals, ledger_totals, mark_failed, mark_finished
@@ -37,14 +38,15 @@ def plan_import(
     flow_run_id: str | None,
 ) -> ImportPlan:
     """Check the file and table, register or resume the import, list the chunks to do."""
-    plan = make_plan(
-        source=source,
-        options=options,
-        import_id=import_id,
-        database=database,
-        max_error_rate=max_error_rate,
-        flow_run_id=flow_run_id,
-    )
+    with database_errors(f"planning import {import_id}"):
+        plan = make_plan(
+            source=source,
+            options=options,
+            import_id=import_id,
+            database=database,
+            max_error_rate=max_error_rate,
+            flow_run_id=flow_run_id,
+        )
     done = len(plan.chunks) - len(plan.pending)
     get_run_logger().info(
         "import %s: %s rows in %s chunks of %s%s",
@@ -68,17 +70,24 @@ def import_chunk(job: ImportJob, chunk: ChunkSpec) -> ChunkCounts:
     return run_chunk(job, chunk)
 
 
-@task(name="finish-import", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=2)
+@task(name="finish-import", cache_policy=NO_CACHE, **transient_retries(3))
 def finish_import(plan: ImportPlan) -> ImportTotals:
-    """Sum the ledger and mark the import succeeded."""
+    """Sum the ledger and mark the import succeeded.
+
+    Only a transient database error is retried; a ledger that does not add up to the file is
+    a bug that a retry would only repeat.
+    """
     engine = get_engine(plan.job.database)
-    totals = ledger_totals(engine, plan.job.import_id)
+    where = f"finishing import {plan.job.import_id}"
+    with database_errors(where):
+        totals = ledger_totals(engine, plan.job.import_id)
     if totals.total != plan.total_rows:
         raise AssertionError(
             f"import {plan.job.import_id}: the ledger counts {totals.total} rows but the file "
             f"has {plan.total_rows}"
         )
-    mark_finished(engine, plan.job.import_id, totals)
+    with database_errors(where):
+        mark_finished(engine, plan.job.import_id, totals)
     return totals
 
 

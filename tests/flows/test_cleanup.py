@@ -73,8 +73,10 @@ def _import(conn: sa.Connection, import_id: str, status: str, finished: datetime
         conn.execute(claims.insert().values(import_id=import_id, key_hi=key, key_lo=key))
 
 
-def _export(conn: sa.Connection, path: Path, expires: datetime) -> None:
-    path.write_text("data")
+def _export(conn: sa.Connection, path: Path, expires: datetime, *, file: bool = True) -> None:
+    """Record an export expiring at `expires`, and write its file unless `file` is False."""
+    if file:
+        path.write_text("data")
     conn.execute(
         exports.insert().values(
             path=str(path),
@@ -119,18 +121,7 @@ def seeded(database_url: str, tmp_path: Path) -> Engine:
         _import(conn, "running", "running", None)
         _export(conn, tmp_path / "expired.csv", NOW - timedelta(minutes=1))
         _export(conn, tmp_path / "valid.csv", NOW + timedelta(hours=1))
-        conn.execute(
-            exports.insert().values(
-                path=str(tmp_path / "gone.csv"),
-                format="csv",
-                compression="none",
-                source="users",
-                rows=1,
-                bytes=4,
-                sha256="0" * 64,
-                expires_at=NOW - timedelta(days=2),
-            )
-        )
+        _export(conn, tmp_path / "gone.csv", NOW - timedelta(days=2), file=False)
         _letter(conn, "replayed-old", old)
         _letter(conn, "replayed-recent", recent)
         _letter(conn, "pending", None)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from tasks.db.engine import backend_of
+from tasks.imports.ledger import ChunkCounts
 from tasks.imports.plan import ImportJob
-from tasks.imports.writer.base import ChunkCounts, ChunkWriter, ImportStopped, StagedChunk
+from tasks.imports.writer.base import ChunkWriter, ImportStopped, StagedChunk
 from tasks.imports.writer.postgres import PostgresWriter
 from tasks.imports.writer.sqlite import SqliteWriter
 

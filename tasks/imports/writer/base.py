@@ -28,17 +28,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
-from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from tasks.db.engine import raw_connection
-from tasks.db.errors import database_errors
+from tasks.db.errors import database_errors, first_line
 from tasks.db.schema import qualified, quote
 from tasks.errors import ConflictError, ErrorRateExceeded, InputError
+from tasks.imports import ledger
+from tasks.imports.arrays import IntArray
 from tasks.imports.csv_parse import Reject
 from tasks.imports.csv_plan import ChunkSpec
+from tasks.imports.ledger import ChunkCounts
 from tasks.imports.plan import ImportJob
 
 ORD = "batchflows_ord"
@@ -47,22 +48,6 @@ KEY_LO = "batchflows_key_lo"
 STAGE = "batchflows_stage"
 WAIT_FIRST_SECONDS = 0.002
 WAIT_MAX_SECONDS = 0.05
-
-IntArray = npt.NDArray[np.int64]
-
-
-class ChunkCounts(BaseModel):
-    """What one chunk did, and the import's running totals through it."""
-
-    index: int
-    rows: int
-    inserted: int
-    updated: int
-    skipped: int
-    failed: int
-    cum_rows: int
-    cum_failed: int
-    already_committed: bool = False
 
 
 @dataclass
@@ -164,23 +149,7 @@ class ChunkWriter(ABC):
             raise AssertionError(f"chunk {chunk.index}: counts do not add up: {counts}")
         self.check_error_rate(counts)
         self.insert_rejects(cur, chunk.index, list(self.refused.values()))
-        self.execute(
-            cur,
-            "UPDATE batchflows_chunks SET rows = {p}, inserted = {p}, updated = {p}, "
-            "skipped = {p}, failed = {p}, cum_rows = {p}, cum_failed = {p} "
-            "WHERE import_id = {p} AND chunk_index = {p}",
-            (
-                counts.rows,
-                counts.inserted,
-                counts.updated,
-                counts.skipped,
-                counts.failed,
-                counts.cum_rows,
-                counts.cum_failed,
-                self.job.import_id,
-                chunk.index,
-            ),
-        )
+        self.execute(cur, *ledger.record_chunk(self.job.import_id, counts))
         return counts
 
     def apply_rows(self, cur: Any, staged: StagedChunk, ordinals: IntArray) -> tuple[int, int]:
@@ -290,13 +259,7 @@ class ChunkWriter(ABC):
         delay = WAIT_FIRST_SECONDS
         while True:
             self.await_turn(cur, previous)
-            row = self.fetchone(
-                cur,
-                "SELECT i.status, c.cum_rows, c.cum_failed FROM batchflows_imports i "
-                "LEFT JOIN batchflows_chunks c ON c.import_id = i.import_id "
-                "AND c.chunk_index = {p} WHERE i.import_id = {p}",
-                (previous, self.job.import_id),
-            )
+            row = self.fetchone(cur, *ledger.chunk_turn(self.job.import_id, previous))
             if row is None or row[0] != "running":
                 status = "missing" if row is None else row[0]
                 raise ImportStopped(
@@ -310,27 +273,12 @@ class ChunkWriter(ABC):
 
     def claim(self, cur: Any, chunk: ChunkSpec) -> bool:
         """Insert the chunk's ledger row; False if a committed run already holds it."""
-        row = self.fetchone(
-            cur,
-            "INSERT INTO batchflows_chunks (import_id, chunk_index, start_byte, end_byte, "
-            "first_line, rows, inserted, updated, skipped, failed, cum_rows, cum_failed) "
-            "VALUES ({p}, {p}, {p}, {p}, {p}, 0, 0, 0, 0, 0, 0, 0) "
-            "ON CONFLICT DO NOTHING RETURNING 1",
-            (self.job.import_id, chunk.index, chunk.start, chunk.end, chunk.first_line),
-        )
-        return row is not None
+        return self.fetchone(cur, *ledger.claim_chunk(self.job.import_id, chunk)) is not None
 
     def committed_counts(self, conn: Any, index: int) -> ChunkCounts:
-        names = ("rows", "inserted", "updated", "skipped", "failed", "cum_rows", "cum_failed")
-        row = self.fetchone(
-            conn.cursor(),
-            f"SELECT {', '.join(names)} FROM batchflows_chunks "
-            "WHERE import_id = {p} AND chunk_index = {p}",
-            (self.job.import_id, index),
-        )
-        return ChunkCounts(
-            index=index, already_committed=True, **dict(zip(names, row, strict=True))
-        )
+        """The counts the run that committed chunk `index` recorded."""
+        row = self.fetchone(conn.cursor(), *ledger.committed_chunk(self.job.import_id, index))
+        return ledger.committed_counts(index, row)
 
     def await_turn(self, cur: Any, previous: int) -> None:
         """Block until chunk `previous` is likely done; the ledger has the final word."""
@@ -362,8 +310,3 @@ class ChunkWriter(ABC):
 def extra_columns(values: pa.Table) -> list[str]:
     """The bookkeeping columns staged after the table's own (line, key hash)."""
     return [name for name in values.column_names if name in (ORD, KEY_HI, KEY_LO)]
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message, for a reject's reason."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -15,10 +15,10 @@ import pyarrow.csv as pa_csv
 
 from tasks.db.schema import Kind
 from tasks.imports.csv_parse import Reject
+from tasks.imports.ledger import ChunkCounts
 from tasks.imports.writer.base import (
     ORD,
     STAGE,
-    ChunkCounts,
     ChunkWriter,
     RowRefused,
     StagedChunk,

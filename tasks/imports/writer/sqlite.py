@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.imports.csv_parse import Reject
+from tasks.imports.ledger import ChunkCounts
 from tasks.imports.writer.base import (
     ORD,
     STAGE,
-    ChunkCounts,
     ChunkWriter,
     RowRefused,
     StagedChunk,

@@ -10,7 +10,8 @@ import pytest
 
 from tasks.db.schema import ColumnSpec, Kind, TableSpec
 from tasks.errors import InputError
-from tasks.imports.validation import ColumnRule, check_rules, validate
+from tasks.imports.rules import ColumnRule
+from tasks.imports.validation import check_rules, validate
 
 UTC = dt.UTC
 
