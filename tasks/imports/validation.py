@@ -108,6 +108,8 @@ def validate(
         present = np.ones(rows, dtype=np.bool_) if raw.null_count == 0 else _mask(raw.is_valid())
         if name in required or rule.required or not column.nullable:
             failures.append((name, raw, ~present, _missing_reason(column.nullable)))
+        if spec.dialect == "postgresql" and raw.null_count < rows:
+            failures.append((name, raw, _mask(pc.match_substring(raw, "\x00")), _nul_reason))
         converted, checks = _convert(raw, column)
         values[name] = converted
         failures.extend((name, raw, bad & present, reason) for bad, reason in checks)
@@ -137,14 +139,21 @@ def _missing_reason(nullable: bool) -> Reason:
     return reason
 
 
+def _nul_reason(value: str) -> str:
+    return f"{value} contains a NUL byte (\\x00), which PostgreSQL text cannot hold"
+
+
 def _mask(array: pa.Array | pa.ChunkedArray) -> BoolArray:
     """A pyarrow boolean array as numpy, null counted as False."""
     return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
 def _show(value: str | None) -> str:
+    """The value quoted for a reason, cut at 60 characters; a NUL is spelled `\\x00`, as
+    PostgreSQL text and jsonb hold neither the byte nor its `\\u0000` escape."""
     text = "" if value is None else value
-    return json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)
+    shown = json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)
+    return shown.replace("\\u0000", "\\x00")
 
 
 def _matches(array: pa.Array, pattern: str) -> BoolArray:
