@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows.export_table import export_table
+from flows.export_table import ExportResult, export_table
 from tasks.api.push_source import make_push_plan, stream_rows
 from tasks.db.engine import get_engine
 from tasks.errors import BatchflowsError
@@ -46,8 +48,9 @@ def victim(postgres_url: str) -> str:
     return postgres_url
 
 
-def _export(url: str, **options: Any) -> None:
-    export_table(database=url, **options)
+def _export(url: str, **options: Any) -> ExportResult:
+    result: ExportResult = export_table(database=url, **options)
+    return result
 
 
 def _victim_rows(url: str) -> int:
@@ -91,3 +94,32 @@ def test_push_query_cannot_commit_and_delete(victim: str, attack: str) -> None:
     with pytest.raises(BatchflowsError, match="the database refused"):
         list(stream_rows(get_engine(victim), attack))
     assert _victim_rows(victim) == ROWS
+
+
+@pytest.fixture
+def reader_role(victim: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A role allowed to read `victim` and nothing else, named in BATCHFLOWS_READONLY_ROLE."""
+    role = f"batchflows_reader_{uuid.uuid4().hex[:8]}"
+    schema = query(victim, "SELECT current_schema()")[0][0]
+    execute(
+        victim,
+        f'CREATE ROLE "{role}" NOLOGIN',
+        f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"',
+        f'GRANT SELECT ON victim TO "{role}"',
+    )
+    monkeypatch.setenv("BATCHFLOWS_READONLY_ROLE", role)
+    yield role
+    execute(victim, f'DROP OWNED BY "{role}"', f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_export_runs_as_the_read_only_role_which_cannot_read_server_files(
+    victim: str, reader_role: str, exports_root: Path, file_format: str
+) -> None:
+    result = _export(victim, table="victim", format=file_format, chunk_size=20)
+    assert result.rows == ROWS
+    with pytest.raises(BatchflowsError, match="permission denied"):
+        _export(victim, query="SELECT pg_read_file('PG_VERSION') AS leaked", format=file_format)
+    assert [path.name for path in exports_root.rglob("*") if path.is_file()] == [
+        Path(result.path).name
+    ]
