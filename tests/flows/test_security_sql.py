@@ -123,3 +123,10 @@ def test_export_runs_as_the_read_only_role_which_cannot_read_server_files(
     assert [path.name for path in exports_root.rglob("*") if path.is_file()] == [
         Path(result.path).name
     ]
+
+
+def test_a_percent_sign_in_a_condition_is_text_not_a_placeholder(
+    victim: str, exports_root: Path
+) -> None:
+    result = _export(victim, table="victim", where="name LIKE 'n1%' OR name = '%s'", chunk_size=10)
+    assert result.rows == len([i for i in range(1, ROWS + 1) if str(i).startswith("1")])
