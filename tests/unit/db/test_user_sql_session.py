@@ -4,6 +4,7 @@ behind in the pool."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 
@@ -132,3 +133,22 @@ def test_the_read_only_role_cannot_read_server_files(
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP ROLE "{role}"'))
+
+
+def test_sqlite_runs_one_statement_only_and_refuses_writes(sqlite_url: str) -> None:
+    engine = get_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE victim (id int PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO victim VALUES (1), (2)"))
+    with (
+        pytest.raises(sqlite3.ProgrammingError, match="one statement"),
+        read_only_connection(engine) as conn,
+    ):
+        run_user_sql(conn, "SELECT 1; DELETE FROM victim")
+    with (
+        pytest.raises(sqlite3.OperationalError, match="readonly"),
+        read_only_connection(engine) as conn,
+    ):
+        run_user_sql(conn, "WITH d AS (SELECT 1) DELETE FROM victim")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM victim")).scalar_one() == 2
