@@ -61,14 +61,23 @@ def cleanup(
         cutoff=cutoff,
     )
     verb = "would delete" if dry_run else "deleted"
+    counts = removed.model_dump(exclude={"outside_exports_root"})
+    left_alone = (
+        f"; {removed.outside_exports_root} export rows point outside the exports root and "
+        "were left alone"
+        if removed.outside_exports_root
+        else ""
+    )
     create_table_artifact(
-        table=[{"kind": kind, verb: count} for kind, count in removed.model_dump().items()],
+        table=[{"kind": kind, verb: count} for kind, count in counts.items()],
         key="cleanup-summary",
-        description=f"cleanup {verb}, retention {retention_days} days (before {cutoff:%Y-%m-%d})",
+        description=f"cleanup {verb}, retention {retention_days} days "
+        f"(before {cutoff:%Y-%m-%d}){left_alone}",
     )
     get_run_logger().info(
-        "cleanup %s %s",
+        "cleanup %s %s%s",
         verb,
-        ", ".join(f"{count} {kind}" for kind, count in removed.model_dump().items()),
+        ", ".join(f"{count} {kind}" for kind, count in counts.items()),
+        left_alone,
     )
     return result

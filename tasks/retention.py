@@ -1,6 +1,7 @@
 """Retention: remove expired exports and the bookkeeping of finished imports and replays.
 
-Only what is past its time goes: export files whose `expires_at` has passed, temporary files
+Only what is past its time goes: export files whose `expires_at` has passed (and only inside
+the exports root: a row pointing elsewhere is left alone and reported), temporary files
 a killed export left behind a day ago or more, the rejects,
 chunk ledger and key claims of imports that finished (succeeded or failed) more than
 `retention_days` ago, and dead letters replayed that long ago. A running import's ledger is
@@ -10,12 +11,14 @@ are replayed. Every batch is its own short transaction, so imports keep committi
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
@@ -42,6 +45,7 @@ class Removed(BaseModel):
     """Rows (and export files) removed, or that would be in a dry run, by kind."""
 
     export_files: int = 0
+    outside_exports_root: int = 0
     temp_files: int = 0
     exports: int = 0
     rejects: int = 0
@@ -60,40 +64,72 @@ def cutoff_of(now: datetime, retention_days: int) -> datetime:
     return now.astimezone(UTC) - timedelta(days=retention_days)
 
 
+def inside_root(path: str, root: Path) -> bool:
+    """Whether `path`, symlinks resolved, is a file under `root` (the exports root)."""
+    resolved = Path(path).resolve()
+    return resolved != root and resolved.is_relative_to(root)
+
+
 def delete_expired_exports(
-    engine: Engine, now: datetime, *, dry_run: bool = False, batch_size: int = BATCH_SIZE
+    engine: Engine,
+    now: datetime,
+    *,
+    root: Path,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
 ) -> Removed:
-    """Delete the files of exports expired at `now`, then mark their rows deleted_at."""
+    """Delete the files of exports expired at `now`, then mark their rows deleted_at.
+
+    A row whose path is not under `root` (`batchflows_exports` is a table anyone with write
+    access can plant a row in) is neither deleted nor marked: it is counted in
+    `outside_exports_root` on every run, and its path returned in `outside`.
+    """
     ensure_bookkeeping(engine)
     now = now.astimezone(UTC)
+    root = root.resolve()
     expired = sa.and_(exports.c.expires_at < now, exports.c.deleted_at.is_(None))
-    if dry_run:
-        with engine.connect() as conn:
-            paths = conn.execute(sa.select(exports.c.path).where(expired)).scalars().all()
-        return Removed(export_files=sum(Path(p).is_file() for p in paths), exports=len(paths))
     removed = Removed()
+    last_id = -1
     while True:
         with engine.connect() as conn:
             batch = conn.execute(
                 sa.select(exports.c.id, exports.c.path)
-                .where(expired)
+                .where(expired, exports.c.id > last_id)
                 .order_by(exports.c.id)
                 .limit(batch_size)
             ).all()
         if not batch:
             return removed
-        files = 0
-        for _, path in batch:
-            if Path(path).is_file():
-                Path(path).unlink(missing_ok=True)
-                files += 1
+        last_id = batch[-1].id
+        inside = [row for row in batch if inside_root(row.path, root)]
+        outside = [row.path for row in batch if not inside_root(row.path, root)]
+        for path in outside:
+            _warn(
+                f"cleanup: export row path {path!r} is outside the exports root {root}; left alone"
+            )
+        files = sum(Path(row.path).is_file() for row in inside)
+        if dry_run:
+            removed += Removed(
+                export_files=files, exports=len(inside), outside_exports_root=len(outside)
+            )
+            continue
+        for row in inside:
+            Path(row.path).unlink(missing_ok=True)
         with engine.begin() as conn:
             marked = conn.execute(
                 exports.update()
-                .where(exports.c.id.in_([row.id for row in batch]), exports.c.deleted_at.is_(None))
+                .where(exports.c.id.in_([row.id for row in inside]), exports.c.deleted_at.is_(None))
                 .values(deleted_at=now)
             ).rowcount
-        removed += Removed(export_files=files, exports=marked)
+        removed += Removed(export_files=files, exports=marked, outside_exports_root=len(outside))
+
+
+def _warn(message: str) -> None:
+    """A warning in the run's log when there is a run, else the module logger's."""
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        logging.getLogger(__name__).warning(message)
 
 
 def delete_abandoned_temp_files(root: Path, before: datetime, *, dry_run: bool = False) -> Removed:
@@ -234,7 +270,9 @@ def delete_replayed_dead_letters(
 def expire_exports(database: str | None, now: datetime, dry_run: bool) -> Removed:
     """Expired export files and their rows."""
     with database_errors("expiring exports"):
-        return delete_expired_exports(get_engine(database), now, dry_run=dry_run)
+        return delete_expired_exports(
+            get_engine(database), now, root=exports_root(), dry_run=dry_run
+        )
 
 
 @task(name="remove-abandoned-temp-files", cache_policy=NO_CACHE)

@@ -20,13 +20,15 @@ from sqlalchemy.engine import Engine
 
 from tasks.api.delivery import Delivery
 from tasks.api.idempotency import idempotency_key, jsonable
-from tasks.db.engine import backend_of, get_engine, raw_connection
+from tasks.db.engine import backend_of, get_engine
 from tasks.db.errors import database_errors
 from tasks.db.read_only import (
     check_select,
     postgres_read_only,
-    read_only_session,
+    read_only_connection,
+    run_user_sql,
     sqlite_query_only,
+    throwaway_connection,
 )
 from tasks.db.schema import qualified, quote, reflect_table
 from tasks.errors import InputError
@@ -131,22 +133,17 @@ plan_push = task(name="plan-push")(make_push_plan)
 
 def _describe(engine: Engine, sql: str) -> tuple[list[str], int]:
     """The columns of `sql` and how many rows it returns."""
-    with (
-        database_errors("parameter 'query'"),
-        raw_connection(engine) as conn,
-        read_only_session(engine, conn),
-    ):
-        cur = conn.cursor()
-        cur.execute(f"SELECT * FROM ({sql}) batchflows_q LIMIT 0")
+    with database_errors("parameter 'query'"), read_only_connection(engine) as conn:
+        cur = run_user_sql(conn, f"SELECT * FROM ({sql}) batchflows_q LIMIT 0")
         columns = [d[0] for d in cur.description]
-        cur.execute(f"SELECT count(*) FROM ({sql}) batchflows_q")
+        cur = run_user_sql(conn, f"SELECT count(*) FROM ({sql}) batchflows_q")
         total = int(cur.fetchone()[0])
     return columns, total
 
 
 def stream_rows(engine: Engine, sql: str) -> Iterator[dict[str, Any]]:
     """The rows of `sql` as dicts, read `FETCH_ROWS` at a time without write locks."""
-    with database_errors("reading the rows to push"), raw_connection(engine) as conn:
+    with database_errors("reading the rows to push"), throwaway_connection(engine) as conn:
         if backend_of(engine) == "postgresql":
             yield from _postgres_rows(conn, sql)
         else:

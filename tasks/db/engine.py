@@ -44,18 +44,35 @@ def resolve_database_url(database: str | None) -> URL:
 def _parse_url(raw: str, *, source: str) -> URL:
     try:
         return make_url(raw)
-    except ArgumentError as exc:
-        raise InputError(f"{source}: {raw!r} is not a SQLAlchemy URL ({exc})") from exc
+    except (ArgumentError, ValueError):
+        # `from None`: the library's message and the chained traceback may quote the URL,
+        # password included, into logs and the flow run's state message.
+        raise InputError(
+            f"{source}: {redact_url(raw)!r} is not a SQLAlchemy URL (expected "
+            "dialect://user@host:port/database, with a numeric port)"
+        ) from None
+
+
+def redact_url(raw: str) -> str:
+    """`raw` with whatever precedes the last '@' of its authority (user, password) hidden,
+    for messages about a URL that may not even parse."""
+    scheme, separator, rest = raw.partition("://")
+    if not separator:
+        return "***" if "@" in raw or ":" in raw else raw
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return f"{scheme}://{rest}"
 
 
 def _url_from_block(name: str) -> URL:
     try:
         block = SqlAlchemyConnector.load(name)
-    except ValueError as exc:
+    except ValueError:
+        # A mistyped URL lands here (no "://"): show no part of it that may be a password.
         raise InputError(
-            f"parameter 'database': no SqlAlchemyConnector block named {name!r} "
+            f"parameter 'database': no SqlAlchemyConnector block named {redact_url(name)!r} "
             "(give a SQLAlchemy URL such as postgresql://user@host/db, or save the block first)"
-        ) from exc
+        ) from None
     info = block.connection_info
     if isinstance(info, ConnectionComponents):
         url: URL = info.create_url()

@@ -1,30 +1,49 @@
 """Reading user-given SQL without letting it write: a text check, then a read-only session.
 
-Two layers, because either alone has gaps. The text check refuses what is plainly not one
-read-only SELECT (several statements, INSERT/UPDATE/DELETE/MERGE, SELECT INTO) with a message
-naming the parameter; the session then makes any write the check missed fail in the database:
-a READ ONLY transaction on PostgreSQL, `PRAGMA query_only` on SQLite.
+Layers, because each alone has gaps (docs/security.md):
+- the text check refuses what is plainly not one read-only SELECT (several statements,
+  INSERT/UPDATE/DELETE/MERGE, SELECT INTO) with a message naming the parameter; it lexes
+  quotes, dollar quotes and identifiers the way PostgreSQL does;
+- user SQL only ever reaches PostgreSQL through the extended query protocol (a prepared
+  statement, a server-side cursor, a COPY sent with PQsendQueryParams), which carries exactly
+  one statement, so a `;` the check missed cannot start a second one (sqlite3 refuses a
+  second statement in `execute` too);
+- the statement runs in a READ ONLY transaction that is always rolled back, under
+  `statement_timeout`, as `$BATCHFLOWS_READONLY_ROLE` when set; on SQLite `PRAGMA query_only`;
+- the PostgreSQL connection is closed afterwards instead of going back to the pool, so state a
+  query leaves in its session (advisory locks, settings) never reaches another job.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from psycopg import sql as pgsql
 from sqlalchemy.engine import Engine
 
 from tasks.db.engine import backend_of
+from tasks.db.schema import check_not_bookkeeping
 from tasks.errors import InputError
 
+READONLY_ROLE_ENV = "BATCHFLOWS_READONLY_ROLE"
+TIMEOUT_ENV = "BATCHFLOWS_QUERY_TIMEOUT_SECONDS"
+DEFAULT_TIMEOUT_SECONDS = 3600
+# PostgreSQL's identifier characters: ASCII letters, `_`, and every non-ASCII character as a
+# letter; digits and `$` may follow. A dollar-quote tag is the same without `$`.
+_LETTER = "A-Za-z_\u0080-\U0010ffff"
+
 _TOKENS = re.compile(
-    r"""
-    (?P<comment>--[^\n]*|/\*.*?\*/)
-    |(?P<string>[eE]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)
+    rf"""
+    (?P<comment>--[^\n\r]*|/\*(?:[^*/]|\*(?!/)|/(?!\*))*\*/)
+    |(?P<string>[eE]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'
+        |\$(?P<tag>(?:[{_LETTER}][{_LETTER}0-9]*)?)\$.*?\$(?P=tag)\$)
     |(?P<ident>"(?:[^"]|"")*")
-    |(?P<word>[A-Za-z_][A-Za-z_0-9$]*)
+    |(?P<word>[{_LETTER}][{_LETTER}0-9$]*)
     |(?P<space>\s+)
     |(?P<other>.)
     """,
@@ -45,7 +64,10 @@ def _tokens(text: str, parameter: str) -> list[tuple[str, str]]:
             kind = "string"
         value = match.group(kind)
         if kind == "other" and (value in ("'", '"') or text.startswith("/*", match.start())):
-            raise InputError(f"parameter {parameter!r}: unterminated quote or comment")
+            raise InputError(
+                f"parameter {parameter!r}: unterminated quote or comment (nested /* comments "
+                "are not accepted)"
+            )
         if kind not in ("comment", "space"):
             tokens.append((kind, value))
     return tokens
@@ -79,6 +101,9 @@ def check_select(text: str, parameter: str = "query") -> str:
             f"parameter {parameter!r}: only a read-only SELECT is allowed; it contains "
             f"{', '.join(writes)} (quote a column of that name)"
         )
+    for kind, value in tokens:
+        if kind in ("word", "ident"):
+            check_not_bookkeeping(value.strip('"').replace('""', '"'), parameter)
     return _strip_trailing(text)
 
 
@@ -120,6 +145,39 @@ def check_snapshot_id(snapshot: str) -> str:
     return snapshot
 
 
+def timeout_seconds() -> int:
+    """The `statement_timeout` of user SQL: `$BATCHFLOWS_QUERY_TIMEOUT_SECONDS`, default 1 h."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    try:
+        seconds = int(raw) if raw else DEFAULT_TIMEOUT_SECONDS
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise InputError(f"${TIMEOUT_ENV}: {raw!r} must be a whole number of seconds, 1 or more")
+    return seconds
+
+
+def session_settings() -> list[str]:
+    """The statements, after SET TRANSACTION, that fence user SQL in its transaction.
+
+    `SET SESSION CHARACTERISTICS` keeps the session read-only should its transaction ever end
+    early (it is rolled back with it otherwise); `standard_conforming_strings` makes the
+    server read backslashes in quotes the way the text check did.
+    """
+    statements = [
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "SET LOCAL standard_conforming_strings = on",
+        f"SET LOCAL statement_timeout = {timeout_seconds() * 1000}",
+        "SET LOCAL DateStyle = 'ISO'",
+    ]
+    role = os.environ.get(READONLY_ROLE_ENV, "").strip()
+    if role:
+        statements.append(
+            pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(role)).as_string(None)
+        )
+    return statements
+
+
 def begin_read_only(conn: Any, snapshot: str | None = None) -> None:
     """Make the psycopg transaction just begun REPEATABLE READ, READ ONLY (on `snapshot`)."""
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -128,7 +186,8 @@ def begin_read_only(conn: Any, snapshot: str | None = None) -> None:
             pgsql.Literal(check_snapshot_id(snapshot))
         )
         conn.execute(statement)
-    conn.execute("SET LOCAL DateStyle = 'ISO'")
+    for setting in session_settings():
+        conn.execute(setting)
 
 
 @contextmanager
@@ -165,3 +224,39 @@ def read_only_session(engine: Engine, conn: Any, snapshot: str | None = None) ->
     else:
         with sqlite_query_only(conn):
             yield conn
+
+
+@contextmanager
+def throwaway_connection(engine: Engine) -> Iterator[Any]:
+    """A DBAPI connection for user SQL: on PostgreSQL it is closed afterwards, never pooled,
+    so advisory locks or settings a query leaves in its session die with it."""
+    pooled = engine.raw_connection()
+    try:
+        yield pooled.driver_connection
+    finally:
+        if backend_of(engine) == "postgresql":
+            pooled.invalidate()
+        pooled.close()
+
+
+@contextmanager
+def read_only_connection(engine: Engine, snapshot: str | None = None) -> Iterator[Any]:
+    """A throwaway connection in a read-only session: where user SQL runs."""
+    with throwaway_connection(engine) as conn, read_only_session(engine, conn, snapshot):
+        yield conn
+
+
+def run_user_sql(conn: Any, text: str) -> Any:
+    """A cursor that has executed `text` (which holds user SQL) as exactly one statement.
+
+    psycopg sends a text without parameters through the simple protocol, which runs every
+    statement in it; `prepare=True` sends it as a prepared statement instead (the extended
+    protocol), which PostgreSQL refuses if it holds more than one. sqlite3 `execute` refuses
+    a second statement by itself.
+    """
+    cursor = conn.cursor()
+    if isinstance(conn, psycopg.Connection):
+        cursor.execute(text, prepare=True)
+    else:
+        cursor.execute(text)
+    return cursor

@@ -1,7 +1,8 @@
 """Reflect a target table into a plain, serialisable description, and quote its identifiers.
 
 User-given table and column names never reach SQL as typed: they are looked up among the names
-the database reports, and only those reflected names are quoted by the dialect.
+the database reports, and only those reflected names are quoted by the dialect. Names starting
+with `batchflows_` (any case) belong to the bookkeeping and are never a flow's user table.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from tasks.errors import SchemaError
+from tasks.errors import InputError, SchemaError
+
+RESERVED_PREFIX = "batchflows_"
 
 
 class Kind(StrEnum):
@@ -79,9 +82,21 @@ def split_table_name(table: str) -> tuple[str | None, str]:
     return None, table
 
 
+def check_not_bookkeeping(name: str, parameter: str = "table") -> str:
+    """Refuse a `batchflows_*` name: no flow reads or writes user data in the bookkeeping."""
+    if name.lower().startswith(RESERVED_PREFIX):
+        raise InputError(
+            f"parameter {parameter!r}: {name!r} is a batchflows bookkeeping table (the prefix "
+            f"{RESERVED_PREFIX!r} is reserved); flows never read or write user data there"
+        )
+    return name
+
+
 def reflect_table(engine: Engine, table: str) -> TableSpec:
-    """Describe `table` (optionally `schema.table`) as the database reports it."""
+    """Describe `table` (optionally `schema.table`) as the database reports it; a bookkeeping
+    table is refused before anything is read or written."""
     schema, name = split_table_name(table.strip())
+    check_not_bookkeeping(name)
     inspector = sa.inspect(engine)
     if schema is not None and schema not in inspector.get_schema_names():
         raise SchemaError(f"parameter 'table': schema {schema!r} does not exist")

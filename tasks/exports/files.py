@@ -76,11 +76,17 @@ def resolve_destination(destination: str, root: Path) -> Path:
 
 
 def check_filename(filename: str) -> str:
-    """A plain file name: no directory part, not hidden (temporary files are)."""
-    bad = any(sep in filename for sep in ("/", "\\", "\x00"))
+    """A plain file name: no directory part, not hidden (temporary files are), no control
+    characters (a line break in a name forges lines in logs and listings)."""
+    bad = any(sep in filename for sep in ("/", "\\"))
+    if any(ord(char) < 32 or ord(char) == 127 for char in filename):
+        raise InputError(
+            f"parameter 'filename': {filename[:200]!r} contains a line break or another "
+            "control character; give a plain file name"
+        )
     if bad or not filename.strip() or filename.startswith("."):
         raise InputError(
-            f"parameter 'filename': {filename!r} must be a plain file name (no '/', not "
+            f"parameter 'filename': {filename[:200]!r} must be a plain file name (no '/', not "
             "starting with '.'); put directories in 'destination'"
         )
     return filename

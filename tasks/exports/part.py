@@ -42,7 +42,7 @@ from tasks.exports.files import (
 )
 from tasks.exports.read import CopyOut, adbc_uri, arrow_batches, cursor_batches
 from tasks.exports.source import Compression, ExportSource, Format, KeyRange
-from tasks.db.read_only import read_only_session
+from tasks.db.read_only import read_only_connection
 
 
 class ExportJob(BaseModel):
@@ -98,7 +98,7 @@ def _write_part(job: ExportJob, part: KeyRange) -> PartResult:
     if job.format == "parquet":
         rows = _write_parquet(engine, job, sql, path)
     else:
-        with raw_connection(engine) as conn, read_only_session(engine, conn, job.snapshot):
+        with read_only_connection(engine, job.snapshot) as conn:
             counter = _Counter()
             if job.format == "csv" and job.source.backend == "postgresql":
                 chunks = counter.copied(conn, sql)
@@ -137,7 +137,7 @@ def _write_parquet(engine: Engine, job: ExportJob, sql: str, path: Path) -> int:
             return _write_batches(
                 path, schema, (conform_batch(b, schema) for b in reader), job.parquet_codec
             )
-    with raw_connection(engine) as conn, read_only_session(engine, conn):
+    with read_only_connection(engine) as conn:
         batches = cursor_batches(conn, sql, postgres=False)
         first = next(batches, [])
         schema = rows_schema(job.source.columns, first)

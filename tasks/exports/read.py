@@ -20,8 +20,7 @@ import pyarrow as pa
 from psycopg import pq
 from sqlalchemy.engine import URL, Engine
 
-from tasks.db.engine import raw_connection
-from tasks.db.read_only import check_snapshot_id, postgres_read_only
+from tasks.db.read_only import check_snapshot_id, read_only_connection, session_settings
 
 COPY_BUFFER_BYTES = 1 << 20
 # Arrow batches of about 8 MB keep two parts in flight well under the worker's memory budget.
@@ -33,13 +32,15 @@ FETCH_ROWS = 5_000
 def exported_snapshot(engine: Engine) -> Iterator[tuple[str, Any]]:
     """A read-only REPEATABLE READ transaction that stays open, and its exported snapshot id
     (valid for other sessions only while this block runs)."""
-    with raw_connection(engine) as conn, postgres_read_only(conn):
+    with read_only_connection(engine) as conn:
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         yield check_snapshot_id(str(snapshot)), conn
 
 
 class CopyOut:
     """The rows of `sql` as csv (no header) from COPY TO STDOUT, in blocks of about 1 MB.
+    The COPY goes through the extended protocol (PQsendQueryParams), so it is one statement
+    whatever `sql` holds.
 
     Reads libpq's copy data directly (psycopg's public `pq` layer): psycopg's `Copy` object
     costs about a microsecond of Python per row, as much as the server's own work. `rows`
@@ -54,7 +55,7 @@ class CopyOut:
 
     def __iter__(self) -> Iterator[bytes]:
         pgconn = self.conn.pgconn
-        pgconn.send_query(f"COPY ({self.sql}) TO STDOUT (FORMAT csv)".encode())
+        pgconn.send_query_params(f"COPY ({self.sql}) TO STDOUT (FORMAT csv)".encode(), None)
         _check(pgconn.get_result(), pq.ExecStatus.COPY_OUT)
         finished = False
         try:
@@ -89,7 +90,8 @@ def _check(result: Any, expected: pq.ExecStatus) -> None:
 
 
 def cursor_batches(conn: Any, sql: str, postgres: bool) -> Iterator[list[tuple[Any, ...]]]:
-    """The rows of `sql` as tuples, FETCH_ROWS at a time (server-side cursor on PostgreSQL)."""
+    """The rows of `sql` as tuples, FETCH_ROWS at a time (server-side cursor on PostgreSQL,
+    declared through the extended protocol: one statement)."""
     cursor = conn.cursor(name="batchflows_export") if postgres else conn.cursor()
     try:
         cursor.execute(sql)
@@ -107,7 +109,9 @@ def adbc_uri(url: URL) -> str:
 @contextmanager
 def arrow_batches(uri: str, sql: str, snapshot: str | None) -> Iterator[pa.RecordBatchReader]:
     """The rows of `sql` as a stream of Arrow batches (ADBC, binary COPY underneath), read in
-    a REPEATABLE READ, READ ONLY transaction on `snapshot`."""
+    a REPEATABLE READ, READ ONLY transaction on `snapshot`, on a connection of its own.
+
+    ADBC prepares `sql` (the extended protocol, one statement) before it copies it out."""
     with adbc.connect(uri) as conn, conn.cursor() as cursor:
         cursor.adbc_statement.set_options(
             **{"adbc.postgresql.batch_size_hint_bytes": str(ARROW_BATCH_BYTES)}
@@ -116,6 +120,8 @@ def arrow_batches(uri: str, sql: str, snapshot: str | None) -> Iterator[pa.Recor
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             if snapshot is not None:
                 cursor.execute(f"SET TRANSACTION SNAPSHOT '{check_snapshot_id(snapshot)}'")
+            for statement in session_settings():
+                cursor.execute(statement)
             cursor.execute(sql)
             yield cursor.fetch_record_batch()
         finally:

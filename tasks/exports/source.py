@@ -20,7 +20,12 @@ from sqlalchemy.engine import Engine
 from tasks.db.engine import Backend, backend_of, raw_connection
 from tasks.db.errors import first_line
 from tasks.errors import InputError, SchemaError
-from tasks.db.read_only import check_condition, check_select, read_only_session
+from tasks.db.read_only import (
+    check_condition,
+    check_select,
+    read_only_connection,
+    run_user_sql,
+)
 from tasks.db.schema import Kind, TableSpec, qualified, quote, reflect_table
 
 SAMPLE_ROWS = 200_000
@@ -143,9 +148,8 @@ def _integer_key(spec: TableSpec) -> str | None:
 def _describe(engine: Engine, sql: str, parameter: str) -> list[str]:
     """The column names of `sql`, tried read-only; a database error names `parameter`."""
     try:
-        with raw_connection(engine) as conn, read_only_session(engine, conn):
-            cursor = conn.cursor()
-            cursor.execute(f"{sql} LIMIT 0")
+        with read_only_connection(engine) as conn:
+            cursor = run_user_sql(conn, f"{sql} LIMIT 0")
             return [d[0] for d in cursor.description]
     except (psycopg.Error, sqlite3.Error) as exc:
         raise InputError(
@@ -166,16 +170,19 @@ def key_ranges(
     if source.key is None:
         return [KeyRange(index=0)], None
     where = f" WHERE {' AND '.join(source.conditions)}" if source.conditions else ""
-    count = int(conn.execute(f"SELECT count(*) FROM {source.relation}{where}").fetchone()[0])
+    count = int(run_user_sql(conn, f"SELECT count(*) FROM {source.relation}{where}").fetchone()[0])
     parts = max(1, math.ceil(count / chunk_size))
     if parts == 1:
         return [KeyRange(index=0)], count
     percent = min(100.0, 100.0 * SAMPLE_ROWS / count)
-    fractions = [i / parts for i in range(1, parts)]
-    quantiles = conn.execute(
-        f"SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {source.key}) "
-        f"FROM {source.relation} TABLESAMPLE SYSTEM (%s) REPEATABLE (0){where}",
-        (fractions, percent),
+    # Numbers we computed, written as literals: no parameters, so a '%' in the user's
+    # condition is never read as a placeholder.
+    fractions = ", ".join(repr(i / parts) for i in range(1, parts))
+    quantiles = run_user_sql(
+        conn,
+        f"SELECT percentile_disc(ARRAY[{fractions}]::float8[]) WITHIN GROUP "
+        f"(ORDER BY {source.key}) FROM {source.relation} "
+        f"TABLESAMPLE SYSTEM ({float(percent)!r}) REPEATABLE (0){where}",
     ).fetchone()[0]
     bounds = sorted({int(value) for value in quantiles or [] if value is not None})
     edges: list[int | None] = [None, *bounds, None]

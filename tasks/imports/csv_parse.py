@@ -19,14 +19,30 @@ from tasks.imports.arrays import BoolArray, IntArray
 from tasks.imports.csv_plan import ChunkSpec, CsvDialect
 from tasks.imports.csv_scan import Records, scan_records
 
+# A reject keeps this much of its row's raw text (in batchflows_rejects and the artifact): the
+# line number points to the whole row in the file, and one huge field must not be copied whole.
+RAW_TEXT_LIMIT = 1_000
+
+
+def clip_raw(text: str) -> str:
+    """`text` as a reject stores it: NUL bytes spelled `\\x00` (PostgreSQL text cannot hold
+    them), and at most RAW_TEXT_LIMIT characters plus a note of the full length."""
+    shown = text[:RAW_TEXT_LIMIT].replace("\x00", "\\x00")
+    if len(text) > RAW_TEXT_LIMIT:
+        shown += f"... ({len(text):,} characters, cut at {RAW_TEXT_LIMIT:,})"
+    return shown
+
 
 @dataclass(frozen=True)
 class Reject:
-    """A row that will not be written: its physical line, raw text and reasons by column."""
+    """A row that will not be written: its physical line, raw text (clipped) and reasons."""
 
     line: int
     raw: str
     errors: dict[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", clip_raw(self.raw))
 
 
 @dataclass

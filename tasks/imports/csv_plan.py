@@ -14,6 +14,7 @@ import codecs
 import csv
 import hashlib
 import io
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -22,9 +23,18 @@ from pydantic import BaseModel
 
 from tasks.errors import CsvFormatError, InputError
 from tasks.imports.csv_scan import Records, UnclosedQuote, field_at, scan_records
+from tasks.imports.source_roots import check_source_root
 
 BLOCK_SIZE = 4 * 1024 * 1024
 UTF8_BOM = codecs.BOM_UTF8
+# Encodings (Python's canonical names) in which every byte below 0x80 is that ASCII character,
+# so the byte-level scan finds quotes, delimiters and line breaks where they really are:
+# single-byte ASCII supersets and EUC. UTF-7, UTF-16, GBK, Big5, Shift-JIS, GB18030 ... hide
+# ASCII bytes inside characters and are refused.
+_SCANNABLE = re.compile(
+    r"(utf-8|ascii|iso8859-\d+|cp125[0-8]|cp437|cp85[0-8]|cp866|koi8-[ru]"
+    r"|mac-roman|euc_jp|euc_kr|gb2312)"
+)
 
 
 class CsvDialect(BaseModel):
@@ -90,23 +100,27 @@ def local_path(source: str) -> Path:
 def check_dialect(dialect: CsvDialect) -> None:
     """Refuse dialects the byte-level scan cannot read, naming the parameter at fault."""
     try:
-        codecs.lookup(dialect.encoding)
-    except LookupError as exc:
-        raise InputError(f"parameter 'encoding': unknown encoding {dialect.encoding!r}") from exc
-    if len(dialect.delimiter) != 1 or dialect.delimiter in '"\r\n':
+        name = codecs.lookup(dialect.encoding).name
+    except (LookupError, ValueError) as exc:
         raise InputError(
-            f"parameter 'delimiter': {dialect.delimiter!r} must be one character other than a "
-            "quote or a line break"
+            f"parameter 'encoding': unknown encoding {dialect.encoding[:100]!r} (give e.g. "
+            "utf-8, latin-1 or cp1252)"
+        ) from exc
+    if not _SCANNABLE.fullmatch(name):
+        raise InputError(
+            f"parameter 'encoding': {dialect.encoding!r} is not supported: only encodings that "
+            "keep ASCII bytes as ASCII (utf-8 with or without BOM, ascii, latin-1 and the other "
+            "iso8859-N, cp1250-cp1258, koi8-r, euc-jp ...); convert the file to utf-8 first "
+            "(for example with iconv)"
         )
-    probe = f'"\r\n{dialect.delimiter}'
-    try:
-        compatible = probe.encode(dialect.encoding) == probe.encode("ascii")
-    except (UnicodeEncodeError, UnicodeError):
-        compatible = False
-    if not compatible:
+    if (
+        len(dialect.delimiter) != 1
+        or dialect.delimiter in '"\r\n'
+        or not dialect.delimiter.isascii()
+    ):
         raise InputError(
-            f"parameter 'encoding': {dialect.encoding!r} is not ASCII-compatible; convert the "
-            "file to utf-8 first (for example with iconv)"
+            f"parameter 'delimiter': {dialect.delimiter!r} must be one ASCII character other "
+            "than a quote or a line break"
         )
 
 
@@ -117,7 +131,7 @@ def plan_file(
     check_dialect(dialect)
     if chunk_size < 1:
         raise InputError(f"parameter 'chunk_size': {chunk_size} must be at least 1")
-    path = local_path(source)
+    path = check_source_root(local_path(source))
     if not path.is_file():
         raise InputError(f"parameter 'source': {path} does not exist or is not a file")
     stat = path.stat()

@@ -81,6 +81,8 @@ def validate(
         present = np.ones(rows, dtype=np.bool_) if raw.null_count == 0 else mask(raw.is_valid())
         if name in required or rule.required or not column.nullable:
             failures.append((name, raw, ~present, _missing_reason(column.nullable)))
+        if spec.dialect == "postgresql" and raw.null_count < rows:
+            failures.append((name, raw, mask(pc.match_substring(raw, "\x00")), _nul_reason))
         converted, checks = convert(raw, column)
         values[name] = converted
         failures.extend((name, raw, bad & present, reason) for bad, reason in checks)
@@ -110,9 +112,16 @@ def _missing_reason(nullable: bool) -> Reason:
     return reason
 
 
+def _nul_reason(value: str) -> str:
+    return f"{value} contains a NUL byte (\\x00), which PostgreSQL text cannot hold"
+
+
 def _show(value: str | None) -> str:
+    """The value quoted for a reason, cut at 60 characters; a NUL is spelled `\\x00`, as
+    PostgreSQL text and jsonb hold neither the byte nor its `\\u0000` escape."""
     text = "" if value is None else value
-    return json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)
+    shown = json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)
+    return shown.replace("\\u0000", "\\x00")
 
 
 def _rule_checks(

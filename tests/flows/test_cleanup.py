@@ -136,7 +136,7 @@ def _remaining(engine: Engine, table: sa.Table) -> dict[str, int]:
 
 def test_everything_expired_goes_and_nothing_else(seeded: Engine, tmp_path: Path) -> None:
     cutoff = retention.cutoff_of(NOW, 30)
-    exported = retention.delete_expired_exports(seeded, NOW, batch_size=1)
+    exported = retention.delete_expired_exports(seeded, NOW, root=tmp_path, batch_size=1)
     finished = retention.purgeable_imports(seeded, cutoff)
     ledger = sum(
         (retention.purge_import(seeded, i, cutoff, batch_size=2) for i in finished), Removed()
@@ -161,12 +161,12 @@ def test_everything_expired_goes_and_nothing_else(seeded: Engine, tmp_path: Path
         assert conn.execute(sa.select(sa.func.count()).select_from(imports)).scalar_one() == 4
     # A second pass finds nothing left to do.
     assert retention.purgeable_imports(seeded, cutoff) == []
-    assert retention.delete_expired_exports(seeded, NOW) == Removed()
+    assert retention.delete_expired_exports(seeded, NOW, root=tmp_path) == Removed()
 
 
 def test_dry_run_counts_without_deleting(seeded: Engine, tmp_path: Path) -> None:
     cutoff = retention.cutoff_of(NOW, 30)
-    counted = retention.delete_expired_exports(seeded, NOW, dry_run=True)
+    counted = retention.delete_expired_exports(seeded, NOW, root=tmp_path, dry_run=True)
     counted += retention.purge_import(seeded, "old-ok", cutoff, dry_run=True)
     counted += retention.delete_replayed_dead_letters(seeded, cutoff, dry_run=True)
 
@@ -194,7 +194,10 @@ def test_retention_must_not_be_negative() -> None:
         retention.cutoff_of(NOW, -1)
 
 
-def test_cleanup_flow_reports_by_kind(database_url: str, tmp_path: Path) -> None:
+def test_cleanup_flow_reports_by_kind(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCHFLOWS_EXPORTS_ROOT", str(tmp_path))
     engine = get_engine(database_url)
     ensure_bookkeeping(engine)
     now = datetime.now(UTC)
@@ -210,6 +213,7 @@ def test_cleanup_flow_reports_by_kind(database_url: str, tmp_path: Path) -> None
     assert dry.dry_run
     assert result.model_dump(include=set(Removed.model_fields)) == {
         "export_files": 1,
+        "outside_exports_root": 0,
         "temp_files": 0,
         "exports": 1,
         "rejects": 4,

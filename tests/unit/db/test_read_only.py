@@ -47,6 +47,30 @@ def test_writes_and_several_statements_are_refused_naming_the_parameter(
     assert "parameter 'query'" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        # `$a1$` is a dollar quote to PostgreSQL: the ';' is outside any string or comment.
+        "SELECT $a1$ /* $a1$ AS x) q; COMMIT; DELETE FROM t; SELECT 1 --*/",
+        # `é$a$` is one identifier, so `$a$` opens no quote.
+        "SELECT 1 AS é$a$, 2; DELETE FROM t; SELECT $a$",
+        # PostgreSQL ends a `--` comment at a carriage return too.
+        "SELECT 1 -- note\rAS x; DELETE FROM t",
+    ],
+)
+def test_the_check_lexes_like_postgresql(query: str) -> None:
+    with pytest.raises(InputError, match="only one statement"):
+        check_select(query)
+
+
+def test_dollar_quotes_with_digits_and_non_ascii_names_pass() -> None:
+    assert (
+        check_select("select $q1$ ; delete $q1$ as ünï$x") == "select $q1$ ; delete $q1$ as ünï$x"
+    )
+    with pytest.raises(InputError, match="nested"):
+        check_select("select 1 /* outer /* inner */ ; delete from t */")
+
+
 def test_condition_cannot_escape_its_parentheses() -> None:
     assert check_condition("age > 3 and name = ')'") == "age > 3 and name = ')'"
     for bad in ("1=1) or (1=1", "1=1; delete from users", "(age > 3", ""):

@@ -63,6 +63,12 @@ def test_filename_is_a_plain_visible_name() -> None:
             check_filename(bad)
 
 
+@pytest.mark.parametrize("name", ["users.csv\nINFO exported 0 rows", "a\rb.csv", "tab\t.csv", "x\x00.csv"])
+def test_filename_with_a_line_break_or_control_character_is_refused(name: str) -> None:
+    with pytest.raises(InputError, match="parameter 'filename': .* control character"):
+        check_filename(name)
+
+
 def test_default_name_has_source_utc_timestamp_and_extension() -> None:
     assert default_filename("public.users", "csv", "gzip", NOW) == (
         "public.users_20261125T084500Z.csv.gz"
@@ -134,7 +140,7 @@ def test_cleanup_deletes_expired_exports_and_marks_them_and_leaves_the_others(
     gone = _record(engine, tmp_path / "gone.csv", NOW - timedelta(minutes=1))
     (tmp_path / "gone.csv").unlink()
     fresh = _record(engine, tmp_path / "fresh.csv", NOW + timedelta(hours=1))
-    assert delete_expired_exports(engine, NOW) == Removed(export_files=1, exports=2)
+    assert delete_expired_exports(engine, NOW, root=tmp_path) == Removed(export_files=1, exports=2)
     assert not (tmp_path / "old.csv").exists()
     assert (tmp_path / "fresh.csv").exists()
     with engine.connect() as conn:
@@ -142,7 +148,7 @@ def test_cleanup_deletes_expired_exports_and_marks_them_and_leaves_the_others(
     assert marks[fresh] is None
     assert marks[old] is not None
     assert marks[gone] is not None
-    assert delete_expired_exports(engine, NOW) == Removed()
+    assert delete_expired_exports(engine, NOW, root=tmp_path) == Removed()
     engine.dispose()
 
 

@@ -110,6 +110,13 @@ def test_structural_errors_name_file_line_and_column(
     [
         (CsvDialect(encoding="utf-16"), "encoding"),
         (CsvDialect(encoding="klingon"), "encoding"),
+        (CsvDialect(encoding="utf-7"), "encoding"),
+        (CsvDialect(encoding="rot13"), "encoding"),
+        (CsvDialect(encoding="hex"), "encoding"),
+        (CsvDialect(encoding="utf-8\x00"), "encoding"),
+        (CsvDialect(encoding="shift_jis"), "encoding"),
+        (CsvDialect(encoding="gb18030"), "encoding"),
+        (CsvDialect(delimiter="§", encoding="latin-1"), "delimiter"),
         (CsvDialect(delimiter='"'), "delimiter"),
         (CsvDialect(delimiter=",,"), "delimiter"),
     ],
@@ -119,6 +126,11 @@ def test_bad_dialects_name_the_parameter(
 ) -> None:
     with pytest.raises(InputError, match=f"parameter '{parameter}'"):
         plan_file(_file(tmp_path, b"id\n1\n"), dialect, 10)
+
+
+@pytest.mark.parametrize("encoding", ["UTF8", "latin-1", "cp1252", "iso-8859-15", "euc-jp"])
+def test_ascii_compatible_encodings_are_accepted(tmp_path: Path, encoding: str) -> None:
+    assert plan_file(_file(tmp_path, b"id\n1\n"), CsvDialect(encoding=encoding), 10).total_rows == 1
 
 
 def test_missing_file_names_the_parameter(tmp_path: Path) -> None:
