@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,7 @@ def _cell(value: Any) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def records_to_csv(records: list[Mapping[str, Any]]) -> Iterable[bytes]:
+def records_to_csv(records: Sequence[Mapping[str, Any]]) -> Iterable[bytes]:
     """CSV lines (header first) for JSON records; columns in order of first appearance."""
     columns: dict[str, None] = {}
     for record in records:
@@ -121,7 +121,7 @@ def check_records(data: Any) -> list[Mapping[str, Any]]:
     return data
 
 
-def write_records(records: list[Mapping[str, Any]], directory: Path) -> _Sink:
+def write_records(records: Sequence[Mapping[str, Any]], directory: Path) -> _Sink:
     """Inline records as a new upload file."""
     sink = _Sink(directory, limit=1 << 62)
     try:
