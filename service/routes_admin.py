@@ -29,6 +29,7 @@ from service.context import Ctx, Key, Services, admin
 from service.errors import bad_request, not_found
 from service.filters import status_filter
 from service.tables import jobs
+from service.uploads import remove_uploads_before
 
 router = APIRouter()
 COUNTED = {
@@ -106,7 +107,8 @@ def _forget(ctx: Services, job_ids: list[str]) -> None:
 
 @router.post("/api/batch/jobs/clean", summary="Delete finished jobs older than an age (admin)")
 async def clean(request: Request, key: Key, ctx: Ctx) -> dict[str, Any]:
-    """Deletes each finished job's flow run from Prefect and its record here."""
+    """Deletes each finished job's flow run from Prefect and its record here, and the
+    uploads received before the cutoff."""
     admin(key)
     raw = await read_json(request, 4096)
     try:
@@ -131,7 +133,8 @@ async def clean(request: Request, key: Key, ctx: Ctx) -> dict[str, Any]:
                 deleted.append(job_id)
     if deleted:
         await run_in_threadpool(_forget, ctx, deleted)
-    return {"deleted": len(deleted)}
+    removed = await run_in_threadpool(remove_uploads_before, ctx.engine, cutoff)
+    return {"deleted": len(deleted), "uploadsDeleted": removed}
 
 
 def _database_ok(ctx: Services) -> None:

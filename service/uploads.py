@@ -158,3 +158,18 @@ def resolve_upload(engine: Engine, source: str, owner: str | None) -> str | None
     with engine.connect() as conn:
         path = conn.execute(query).scalar_one_or_none()
     return path if path and Path(path).exists() else None
+
+
+def remove_uploads_before(engine: Engine, cutoff: Any) -> int:
+    """Delete uploads (files and records) received before `cutoff`; how many."""
+    with engine.begin() as conn:
+        old = conn.execute(
+            sa.select(uploads.c.upload_id, uploads.c.path).where(uploads.c.created_at < cutoff)
+        ).all()
+        for row in old:
+            Path(row.path).unlink(missing_ok=True)
+        if old:
+            conn.execute(
+                uploads.delete().where(uploads.c.upload_id.in_([r.upload_id for r in old]))
+            )
+    return len(old)

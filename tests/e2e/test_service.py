@@ -460,3 +460,22 @@ def test_queues_show_counts_and_admins_pause_and_resume_them(service: Service) -
     assert missing.status_code == 404
     assert health.json() == {"status": "ok", "prefect": "ok", "database": "ok"}
     assert docs.status_code == 200
+
+
+def test_admin_clean_deletes_finished_jobs_and_old_uploads(service: Service) -> None:
+    owner = service.client(service.key("rita"))
+    admin = service.client(service.key("root3", admin=True))
+    job = owner.post(
+        "/api/batch/jobs", json={"type": "export-table", "parameters": {"table": "missing"}}
+    ).json()
+    assert _wait(owner, job["jobId"], TERMINAL)["status"] == "failed"
+
+    refused = owner.post("/api/batch/jobs/clean", json={"olderThanHours": 0})
+    cleaned = admin.post("/api/batch/jobs/clean", json={"olderThanHours": 0})
+
+    assert refused.status_code == 403
+    assert cleaned.status_code == 200
+    assert cleaned.json()["deleted"] >= 1
+    assert cleaned.json()["uploadsDeleted"] >= 1
+    assert owner.get(f"/api/batch/jobs/{job['jobId']}").status_code == 404
+    assert list((service.state / "uploads").iterdir()) == []
