@@ -9,6 +9,7 @@ key from the same owner always returns the first run.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from service.context import Services, rate_limit
 from service.errors import ServiceError, bad_request, forbidden, not_found
 from service.keys import ApiKey
 from service.parameters import check_reach, check_schema
+from service.status import status_of
 from service.tables import jobs
 from service.uploads import PREFIX, check_records, record_upload, resolve_upload, write_records
 from tasks.exports.files import exports_root
@@ -190,7 +192,8 @@ async def submit(ctx: Services, key: ApiKey, raw: Any) -> dict[str, Any]:
     if idempotency is not None:
         first = await run_in_threadpool(_existing, ctx.engine, key.owner, idempotency)
         if first is not None:
-            return accepted(first, "queued", await estimate(ctx, job_type))
+            run = await ctx.client.read_flow_run(UUID(first))
+            return accepted(first, status_of(run, datetime.now(UTC)), await estimate(ctx, job_type))
     parameters = await run_in_threadpool(_prepare, ctx, key, job_type, body.parameters)
     run = await ctx.client.create_flow_run_from_deployment(
         job_type.deployment_id,

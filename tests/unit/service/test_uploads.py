@@ -7,12 +7,22 @@ import csv
 import hashlib
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from service.errors import ServiceError
-from service.uploads import check_records, receive, records_to_csv
+from service.tables import service_engine
+from service.uploads import (
+    check_records,
+    receive,
+    record_upload,
+    records_to_csv,
+    remove_uploads_before,
+    resolve_upload,
+    write_records,
+)
 
 
 async def _chunks(*pieces: bytes) -> AsyncIterator[bytes]:
@@ -71,3 +81,28 @@ def test_bad_inline_data_is_400_naming_the_record(data: object, field: str) -> N
 
     assert refused.value.status == 400
     assert field in (refused.value.fields or {})
+
+
+def test_an_upload_resolves_only_for_its_owner(sqlite_url: str, tmp_path: Path) -> None:
+    engine = service_engine(sqlite_url)
+    sink = write_records([{"a": 1}], tmp_path)
+    record_upload(engine, "alice", sink)
+    source = f"upload:{sink.upload_id}"
+
+    assert resolve_upload(engine, source, "alice") == str(sink.path)
+    assert resolve_upload(engine, source, None) == str(sink.path)
+    assert resolve_upload(engine, source, "bob") is None
+    for hostile in ("upload:../../etc/passwd", "upload:' OR '1'='1", "upload:"):
+        assert resolve_upload(engine, hostile, "alice") is None
+
+
+def test_old_uploads_are_removed_with_their_files(sqlite_url: str, tmp_path: Path) -> None:
+    engine = service_engine(sqlite_url)
+    sink = write_records([{"a": 1}], tmp_path)
+    record_upload(engine, "alice", sink)
+
+    kept = remove_uploads_before(engine, datetime.now(UTC) - timedelta(hours=1))
+    removed = remove_uploads_before(engine, datetime.now(UTC) + timedelta(seconds=5))
+
+    assert (kept, removed) == (0, 1)
+    assert not sink.path.exists()
