@@ -55,6 +55,8 @@ def _latencies(call: Callable[[], object], count: int) -> list[float]:
         started = time.perf_counter()
         call()
         seconds.append(time.perf_counter() - started)
+        if seconds[-1] > 5:
+            print(f"slow call: {seconds[-1]:.1f} s", file=sys.stderr)
     return seconds
 
 
@@ -102,7 +104,7 @@ def run(submits: int, seconds: float, pollers: int) -> dict[str, Any]:
         try:
             processes.wait_service(url, process)
             key = create_key(service_engine(database), "bench")[1]
-            service = httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60)
+            service = httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=300)
             upload = service.post(
                 "/api/batch/uploads", content=b"email\na@x\n", headers={"Content-Type": "text/csv"}
             ).json()
