@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -163,6 +164,7 @@ def run(submits: int, seconds: float, pollers: int) -> dict[str, Any]:
             service_rps, prefect_rps = asyncio.run(polls())
         finally:
             processes.stop(process.pid, timeout=20)
+            shutil.rmtree(state, ignore_errors=True)
     return {
         "submits": len(service_s),
         "submit_ms": {
