@@ -41,7 +41,10 @@ deploy: setup ## bootstrap pool, queues, limits, block; then every deployment in
 worker: setup ## a process worker on pool batchflows, in the background
 	$(PY) -m deployments.local worker
 
-stop: ## stop the worker and server that make server/worker started
+service: setup ## the jobs HTTP API in the background on 127.0.0.1:8000 (BATCHFLOWS_SERVICE_PORT)
+	$(PY) -m deployments.local service
+
+stop: ## stop the service, worker and server that make service/worker/server started
 	$(PY) -m deployments.local stop
 
 demo: setup ## server, deploy, worker, then the import-csv deployment on a generated 100k-row file
@@ -61,5 +64,6 @@ bench: setup ## benchmarks against their baselines (psql \copy, ...), measured i
 	$(PY) -m bench.bench_import
 	$(PY) -m bench.bench_export
 	$(PY) -m bench.bench_api
+	$(PY) -m bench.bench_service
 
-.PHONY: help setup lock check test server deploy worker stop demo demo-local ui-screenshot serve bench
+.PHONY: help setup lock check test server deploy worker service stop demo demo-local ui-screenshot serve bench

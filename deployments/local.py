@@ -1,4 +1,5 @@
-"""Local Prefect for batchflows: `python -m deployments.local server|deploy|worker|stop|demo`.
+"""Local Prefect for batchflows: `python -m deployments.local COMMAND`: server, deploy, worker,
+service (the jobs HTTP API), stop, demo.
 
 State lives in the checkout, under `.prefect/` (git-ignored): PREFECT_HOME (the server's SQLite
 database), PID files and logs. The server listens on 127.0.0.1:$BATCHFLOWS_PREFECT_PORT (4200 by
@@ -33,6 +34,8 @@ PORT = int(os.environ.get("BATCHFLOWS_PREFECT_PORT", "4200"))
 LOCAL_API = f"http://127.0.0.1:{PORT}/api"
 API_URL = os.environ.get("PREFECT_API_URL") or LOCAL_API
 WORKER_LIMIT = int(os.environ.get("BATCHFLOWS_WORKER_LIMIT", "4"))
+SERVICE_PORT = int(os.environ.get("BATCHFLOWS_SERVICE_PORT", "8000"))
+SERVICE_URL = f"http://127.0.0.1:{SERVICE_PORT}"
 DEMO_ROWS = 100_000
 
 
@@ -114,9 +117,32 @@ def worker() -> None:
     print(f"worker started on pool {POOL} (PID {process.pid}, log .prefect/worker.log)")
 
 
+def service() -> None:
+    """The jobs HTTP service on 127.0.0.1:SERVICE_PORT in the background, unless ours still runs."""
+    if pid := running_pid("service"):
+        print(f"service already running at {SERVICE_URL} (PID {pid})")
+        return
+    process = _start("service", processes.service_command())
+    processes.wait_service(SERVICE_URL, process)
+    print(f"service started at {SERVICE_URL} (PID {process.pid}, log .prefect/service.log)")
+
+
+def demo_key() -> str:
+    """A new API key for the owner `demo` (`python -m service.keys create`)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "service.keys", "create", "--owner", "demo"],
+        env=env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def stop() -> None:
-    """Stop the worker, then the server, that these commands started."""
-    for name in ("worker", "server"):
+    """Stop the service, the worker, then the server, that these commands started."""
+    for name in ("service", "worker", "server"):
         pid = running_pid(name)
         if pid and processes.stop(pid):
             print(f"stopped {name} (PID {pid})")
@@ -182,12 +208,21 @@ def demo() -> int:
             print(f"  {column:>16}: {value}")
     print(f"\nmake demo took {time.monotonic() - started:.0f} s; the flow run in the UI:")
     print(f"  {ui_url(run_id)}")
-    print("Stop the worker and server with: make stop")
+    service()
+    print(f"\nThe jobs API at {SERVICE_URL} (docs: {SERVICE_URL}/docs), with a demo key:")
+    print(f"  curl -H 'X-API-Key: {demo_key()}' {SERVICE_URL}/api/batch/queues")
+    print("Stop the service, worker and server with: make stop")
     return code
 
 
 def main() -> None:
-    commands = {"server": server, "deploy": deploy, "worker": worker, "stop": stop}
+    commands = {
+        "server": server,
+        "deploy": deploy,
+        "worker": worker,
+        "service": service,
+        "stop": stop,
+    }
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=[*commands, "demo"])
     command = parser.parse_args().command

@@ -91,6 +91,25 @@ def worker_command(pool: str, limit: int) -> list[str]:
     return [sys.executable, "-m", "prefect", "worker", "start", *options]
 
 
+def service_command() -> list[str]:
+    """The jobs HTTP service (`python -m service`), on $BATCHFLOWS_SERVICE_PORT."""
+    return [sys.executable, "-m", "service"]
+
+
+def wait_service(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Block until the service at `url` answers /healthz; fail early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the service at {url} did not answer in {timeout:.0f} s")
+        time.sleep(0.3)
+
+
 def _reap(pid: int) -> None:
     """Collect `pid`'s exit status if it is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError):

@@ -8,14 +8,11 @@ throwaway PostgreSQL database, passed as the `database` parameter.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +20,9 @@ import httpx
 import pytest
 
 from deployments import processes
-from deployments.bootstrap import POOL
 from deployments.processes import ROOT
 from samples.users import KEY, RULES
+from tests.e2e.stack import Stack, running_stack
 from tests.flows.helpers import (
     committed_chunks,
     expected_ids,
@@ -38,70 +35,10 @@ from tests.flows.helpers import (
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 
-@dataclass
-class Stack:
-    """A running server and worker, and the environment that reaches them."""
-
-    env: dict[str, str]
-    api_url: str
-    home: Path
-    worker: subprocess.Popen[bytes] | None = None
-
-    def start_worker(self) -> None:
-        command = processes.worker_command(POOL, 2)
-        self.worker = processes.spawn(command, self.env, self.home / "worker.log")
-
-    def api(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        response = httpx.post(f"{self.api_url}{path}", json=body, timeout=10)
-        response.raise_for_status()
-        return list(response.json())
-
-    def prefect(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "prefect", *args],
-            env=self.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def flow_run(self, name: str) -> dict[str, Any]:
-        (run,) = self.api("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}})
-        return run
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    home = Path(tempfile.mkdtemp(prefix="batchflows-e2e-"))
-    port = processes.free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    # The worker polls every second so runs start at once; BATCHFLOWS_HOME fills the pull step.
-    env = processes.prefect_env(
-        home, api_url, BATCHFLOWS_HOME=str(ROOT), PREFECT_WORKER_QUERY_SECONDS="1"
-    )
-    server = processes.spawn(processes.server_command(port), env, home / "server.log")
-    running = Stack(env=env, api_url=api_url, home=home)
-    try:
-        processes.wait_healthy(api_url, server)
-        for command in (["deployments.bootstrap"], ["prefect", "--no-prompt", "deploy", "--all"]):
-            done = subprocess.run(
-                [sys.executable, "-m", *command],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        running.start_worker()
+    with running_stack() as running:
         yield running
-    finally:
-        if running.worker:
-            processes.stop(running.worker.pid)
-        processes.stop(server.pid)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def _run_import(

@@ -62,6 +62,8 @@ def test_make_demo_imports_through_the_deployment_and_make_stop_stops_it(tmp_pat
         if not name.startswith(("PREFECT_", "BATCHFLOWS_"))
     }
     env["BATCHFLOWS_PREFECT_PORT"] = str(port)
+    service = f"http://127.0.0.1:{free_port()}"
+    env["BATCHFLOWS_SERVICE_PORT"] = service.rsplit(":", 1)[1]
     try:
         demo = make("demo", checkout, env, timeout=600)
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
@@ -69,8 +71,13 @@ def test_make_demo_imports_through_the_deployment_and_make_stop_stops_it(tmp_pat
         assert counts == {"total": "100000", "inserted": "96959", "failed": "2046"}
         assert f"http://127.0.0.1:{port}/runs/flow-run/" in demo.stdout
         assert (checkout / "data" / "batchflows.db").is_file()
+        (key,) = re.findall(rf"curl -H 'X-API-Key: (\S+)' {service}/api/batch/queues", demo.stdout)
+        queues = httpx.get(f"{service}/api/batch/queues", headers={"X-API-Key": key}, timeout=10)
+        assert [q["name"] for q in queues.json()["queues"]] == ["high", "default", "low"]
     finally:
         stop = make("stop", checkout, env, timeout=120)
     assert stop.returncode == 0, stop.stdout + stop.stderr
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{service}/healthz", timeout=2)

@@ -1,0 +1,196 @@
+"""The client endpoints: submit, upload, status, list, results, logs, cancel, download."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import State, StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from starlette.concurrency import run_in_threadpool
+
+from service import describe, jobs, results, signing, uploads
+from service.bodies import read_json
+from service.context import Ctx, Key, Services, rate_limit
+from service.errors import ServiceError, forbidden
+from service.filters import status_filter, tags_filter
+from service.keys import ApiKey
+from service.pagination import check_limit, decode_cursor, encode_cursor, page
+from service.status import status_of
+from tasks.db.engine import get_engine
+
+router = APIRouter(prefix="/api/batch")
+Status = Literal[
+    "queued", "delayed", "active", "completed", "failed", "cancelling", "cancelled", "paused"
+]
+
+
+@router.post("/jobs", status_code=202, summary="Submit a job")
+async def submit_job(request: Request, key: Key, ctx: Ctx) -> dict[str, Any]:
+    rate_limit(ctx, key)
+    body = await read_json(request, ctx.settings.max_json_bytes)
+    return await jobs.submit(ctx, key, body)
+
+
+@router.post("/jobs/bulk", status_code=202, summary="Submit up to 100 jobs")
+async def submit_jobs(request: Request, key: Key, ctx: Ctx) -> dict[str, Any]:
+    body = await read_json(request, ctx.settings.max_json_bytes)
+    bodies = body.get("jobs") if isinstance(body, dict) else body
+    return {"jobs": await jobs.submit_many(ctx, key, bodies)}
+
+
+@router.post("/uploads", status_code=201, summary="Upload a CSV file (streamed to disk)")
+async def upload(request: Request, key: Key, ctx: Ctx) -> dict[str, Any]:
+    rate_limit(ctx, key)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "application/octet-stream"):
+        raise ServiceError(415, "unsupported_media_type", "send the file as Content-Type: text/csv")
+    limit = ctx.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise uploads.too_large(limit)
+    sink = await uploads.receive(request.stream(), ctx.settings.uploads, limit)
+    return await run_in_threadpool(uploads.record_upload, ctx.engine, key.owner, sink)
+
+
+@router.get("/jobs", summary="Your jobs, newest first")
+async def list_jobs(
+    *,
+    status: Status | None = None,
+    type: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+    key: Key,
+    ctx: Ctx,
+) -> dict[str, Any]:
+    check_limit(limit)
+    offset = decode_cursor(cursor) or 0
+    tags = [jobs.SERVICE_TAG] if key.admin else [jobs.SERVICE_TAG, jobs.owner_tag(key.owner)]
+    now = datetime.now(UTC)
+    runs = await ctx.client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=[type])) if type else None,
+        flow_run_filter=status_filter(status, now, tags) if status else tags_filter(tags),
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=limit + 1,
+        offset=offset,
+    )
+    names = {t.deployment_id: name for name, t in (await ctx.catalog.types()).items()}
+    items = [
+        {
+            "jobId": str(run.id),
+            "type": names.get(run.deployment_id) if run.deployment_id else None,
+            "status": status_of(run, now),
+            "createdAt": run.created.isoformat() if run.created else None,
+        }
+        for run in runs
+    ]
+    return page(items, limit, offset + limit)
+
+
+@router.get("/jobs/{job_id}", summary="A job's status and progress")
+async def job_status(job_id: str, key: Key, ctx: Ctx) -> dict[str, Any]:
+    job = await run_in_threadpool(jobs.find_job, ctx.engine, job_id, key)
+    return await describe.describe(ctx, job)
+
+
+@router.get("/jobs/{job_id}/results", summary="Rejected rows, dead letters or the exported file")
+async def job_results(
+    *,
+    job_id: str,
+    limit: int = 100,
+    cursor: str | None = None,
+    key: Key,
+    ctx: Ctx,
+) -> dict[str, Any]:
+    check_limit(limit)
+    after = decode_cursor(cursor)
+    job = await run_in_threadpool(jobs.find_job, ctx.engine, job_id, key)
+    engine = get_engine(job.database or ctx.settings.database)
+    if job.import_id:
+        return await run_in_threadpool(results.import_rejects, engine, job.import_id, after, limit)
+    record = await run_in_threadpool(results.export_record, engine, job.job_id)
+    if record is not None:
+        item = results.export_item(
+            record, ctx.settings.secret, job.job_id, ctx.settings.link_ttl_seconds
+        )
+        return {"items": [] if after else [item], "nextCursor": None}
+    return await run_in_threadpool(results.push_dead_letters, engine, job.job_id, after, limit)
+
+
+@router.get("/jobs/{job_id}/logs", summary="A job's log lines")
+async def job_logs(
+    *,
+    job_id: str,
+    level: Literal["debug", "info", "warning", "error", "critical"] = "warning",
+    limit: int = 100,
+    cursor: str | None = None,
+    key: Key,
+    ctx: Ctx,
+) -> dict[str, Any]:
+    check_limit(limit)
+    offset = decode_cursor(cursor) or 0
+    await run_in_threadpool(jobs.find_job, ctx.engine, job_id, key)
+    lines, more = await describe.logs(ctx, job_id, level, offset, limit)
+    return {"items": lines, "nextCursor": encode_cursor(offset + limit) if more else None}
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, summary="Cancel a job")
+async def cancel_job(job_id: str, key: Key, ctx: Ctx) -> dict[str, Any]:
+    await run_in_threadpool(jobs.find_job, ctx.engine, job_id, key)
+    run = await describe.read_run(ctx, job_id)
+    if run.state_type in (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED):
+        raise ServiceError(
+            409, "conflict", f"the job already ended ({run.state_type.value.lower()})"
+        )
+    if run.state_type in (StateType.CANCELLED, StateType.CANCELLING):
+        return {"status": status_of(run, datetime.now(UTC))}
+    # A run no worker holds yet is cancelled at once; a running one is asked to stop, and its
+    # worker ends it (an import keeps the chunks already committed).
+    waiting = run.state_type is StateType.SCHEDULED
+    state = StateType.CANCELLED if waiting else StateType.CANCELLING
+    await ctx.client.set_flow_run_state(UUID(job_id), State(type=state), force=True)
+    return {"status": "cancelled" if waiting else "cancelling"}
+
+
+@router.get(
+    "/exports/{job_id}/download",
+    summary="Download an export through its signed link (no API key)",
+    response_class=FileResponse,
+)
+async def download(
+    *,
+    job_id: str,
+    expires: str = Query(default=""),
+    signature: str = Query(default=""),
+    ctx: Ctx,
+) -> FileResponse:
+    if not expires.isdigit() or len(expires) > 12:
+        raise forbidden("the link is not valid")
+    verdict = signing.check(
+        ctx.settings.secret, job_id, int(expires), signature, datetime.now(UTC).timestamp()
+    )
+    if verdict == "forged":
+        raise forbidden("the link is not valid")
+    gone = ServiceError(410, "gone", "the link expired or the file was cleaned up")
+    if verdict == "expired":
+        raise gone
+    job = await run_in_threadpool(_job_row, ctx, job_id)
+    engine = get_engine(job.database or ctx.settings.database)
+    record = await run_in_threadpool(results.export_record, engine, job_id)
+    path = results.downloadable(record, datetime.now(UTC))
+    if path is None:
+        raise gone
+    return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+
+
+def _job_row(ctx: Services, job_id: str) -> Any:
+    """The job behind a correctly signed link (the signature stands in for the key)."""
+    anyone = ApiKey(key_id="", owner="", types=None, queues=frozenset(), admin=True)
+    try:
+        return jobs.find_job(ctx.engine, job_id, anyone)
+    except ServiceError:
+        raise ServiceError(410, "gone", "the link expired or the file was cleaned up") from None
