@@ -84,6 +84,8 @@ def report(
         filters=filters or {},
         destination=destination,
         filename=filename,
+        email_to=email_to,
+        smtp=smtp,
     )
     progress = RunProgress(f"Report {definition.title}", f"report {definition.name} ({format})")
 

@@ -31,7 +31,7 @@ T = TypeVar("T")
 def _retrying(action: Callable[[], T]) -> T:
     retrying = Retrying(
         stop=stop_after_attempt(WRITE_ATTEMPTS),
-        wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.05),
+        wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
         retry=retry_if_exception(is_transient),
         reraise=True,
     )

@@ -13,6 +13,8 @@ from prefect.cache_policies import NO_CACHE
 from tasks.common.retry import transient_retries
 from tasks.db.engine import get_engine
 from tasks.db.select import Rows
+from tasks.email.address import normalize_address
+from tasks.email.smtp import resolve_smtp
 from tasks.errors import InputError
 from tasks.exports.files import Published, check_filename, exports_root, resolve_destination
 from tasks.reports.charts import chart_png, data_uri
@@ -42,8 +44,14 @@ def plan_report(
     filters: dict[str, Any],
     destination: str,
     filename: str | None,
+    email_to: list[str] | None,
+    smtp: str | None,
 ) -> tuple[ReportDefinition, dict[str, Any]]:
     """Check the parameters (nothing is read or written yet): definition and bound values."""
+    for number, address in enumerate(email_to or [], start=1):
+        normalize_address(address, f"parameter 'email_to' item {number}")
+    if email_to:
+        resolve_smtp(smtp)
     if (name is None) == (query is None):
         raise InputError("give exactly one of the parameters 'name' and 'query'")
     definition = load_definition(name) if name is not None else ad_hoc(str(query), title)
