@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -83,12 +84,8 @@ def test_every_recipient_gets_exactly_one_message_despite_421_drops_and_refusals
     assert "victim@example.com" not in delivered
     assert (result.total, result.sent, result.failed, result.duplicates) == (43, 39, 2, 2)
     assert result.total == result.sent + result.failed + result.skipped + result.duplicates
-    ledger = {
-        r: (s, c)
-        for r, s, c in query(
-            database_url, "SELECT recipient, status, smtp_code FROM batchflows_emails"
-        )
-    }
+    rows = query(database_url, "SELECT recipient, status, smtp_code FROM batchflows_emails")
+    ledger = {row.recipient: (row.status, row.smtp_code) for row in rows}
     assert ledger["person3@example.com"] == ("failed", 550)
     assert ledger[hostile.strip()][0] == "failed"
     assert ledger["person0@example.com"] == ("sent", 250)
@@ -104,7 +101,7 @@ def test_rerun_sends_nothing_twice_and_retry_failed_replays_the_refused(
 ) -> None:
     make_people(sqlite_url, 10)
     recorder.refuse = {"person4@example.com", "person5@example.com"}
-    options = {
+    options: dict[str, Any] = {
         "template": TEMPLATE,
         "table": "people",
         "context": {"greeting": "hi"},
