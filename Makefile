@@ -59,6 +59,10 @@ ui-screenshot: setup ## headless Chromium picture of the demo's import flow run:
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 	$(PY) -m deployments.screenshot
 
+report-screenshot: setup ## headless Chromium picture of the users-signups HTML report: docs/report.png
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	$(PY) -m deployments.report_screenshot
+
 serve: setup ## serve every deployment from one process (no work pool needed)
 	$(PY) -m deployments.serve
 
@@ -68,4 +72,4 @@ bench: setup ## benchmarks against their baselines (psql \copy, ...), measured i
 	$(PY) -m bench.bench_api
 	$(PY) -m bench.bench_email
 
-.PHONY: help setup system-libs lock check test server deploy worker stop demo demo-local ui-screenshot serve bench
+.PHONY: help setup system-libs lock check test server deploy worker stop demo demo-local ui-screenshot report-screenshot serve bench

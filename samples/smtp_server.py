@@ -8,6 +8,7 @@ Message-ID, so tests can assert exactly-once delivery and the rate the server sa
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import threading
 import time
@@ -16,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
+from email.policy import default
+from multiprocessing.connection import Connection
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -77,7 +80,7 @@ class Recorder:
             server.transport.close()
             return "451 4.3.0 Connection dropped"
         content = bytes(envelope.original_content or envelope.content)
-        headers = BytesHeaderParser().parsebytes(content)
+        headers = BytesHeaderParser(policy=default).parsebytes(content)
         now = time.monotonic()
         with self._lock:
             for recipient in envelope.rcpt_tos:
@@ -131,3 +134,42 @@ def smtp_server(recorder: Recorder) -> Iterator[str]:
         finally:
             controller.stop()
         return
+
+
+def _serve(connection: Connection, options: dict[str, Any]) -> None:
+    recorder = Recorder(**options)
+    with smtp_server(recorder) as url:
+        connection.send(url)
+        connection.recv()  # any message: stop
+        connection.send((list(recorder.mails), recorder.recipients()))
+
+
+@contextmanager
+def smtp_server_elsewhere(**options: Any) -> Iterator[SmtpProcess]:
+    """The recording server (`Recorder(**options)`) in a child process, so it never competes
+    with the sender for the GIL and measures arrival times faithfully; `.stop()` returns its
+    MAIL times and delivered recipients."""
+    ours, theirs = multiprocessing.Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(theirs, options), daemon=True
+    )
+    process.start()
+    try:
+        yield SmtpProcess(str(ours.recv()), ours)
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+@dataclass
+class SmtpProcess:
+    """A recording SMTP server running in a child process."""
+
+    url: str
+    connection: Connection
+
+    def stop(self) -> tuple[list[float], list[str]]:
+        """Stop serving; the MAIL FROM times (monotonic clock) and delivered recipients."""
+        self.connection.send("stop")
+        mails, recipients = self.connection.recv()
+        return mails, recipients

@@ -12,7 +12,6 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,8 +20,8 @@ from tasks.db.engine import get_engine
 from tasks.db.select import Statement, fetch_all, table_select
 from tasks.email import ledger
 from tasks.email.address import InvalidAddress, normalize_address
-from tasks.email.message import Attachment, build_message, message_id
-from tasks.email.smtp import SmtpServer, SmtpSession
+from tasks.email.message import Attachment, build_message, message_id, smtp_bytes
+from tasks.email.smtp import Answer, SmtpServer, SmtpSession
 from tasks.email.template import EmailTemplate
 from tasks.errors import InputError
 from tasks.http.limiter import RateLimiter
@@ -66,12 +65,12 @@ class Campaign:
     max_attempts: int = 5
     backoff_seconds: float = 0.5
 
-    def compose(self, recipient: Recipient) -> EmailMessage:
+    def compose(self, recipient: Recipient) -> bytes:
         """The message for `recipient` (InputError if its template or headers are refused)."""
         rendered = self.template.render(
             {**self.context, **recipient.context, EMAIL_COLUMN: recipient.address}
         )
-        return build_message(
+        message = build_message(
             sender=self.sender,
             recipient=recipient.address,
             rendered=rendered,
@@ -79,6 +78,7 @@ class Campaign:
             campaign_id=self.campaign_id,
             attachments=self.attachments,
         )
+        return smtp_bytes(message)
 
 
 @dataclass
@@ -170,6 +170,7 @@ def send_batch(campaign: Campaign, batch: Sequence[Recipient]) -> BatchCounts:
         engine, campaign.campaign_id, [r.address for r in batch], campaign.retry_failed
     )
     counts = BatchCounts(skipped=len(batch) - len(allowed))
+    ledger.mark_sending(engine, campaign.campaign_id, sorted(allowed))
     with SmtpSession(campaign.server) as session:
         for recipient in batch:
             if recipient.address in allowed:
@@ -184,26 +185,29 @@ def deliver(campaign: Campaign, session: SmtpSession, recipient: Recipient) -> B
     try:
         message = campaign.compose(recipient)
     except InputError as exc:
-        ledger.mark_failed(engine, cid, address, None, str(exc))
+        ledger.mark_failed(engine, cid, address, code=None, error=str(exc), attempts=0)
         return BatchCounts(failed=1)
     code: int | None = None
     reason = ""
     for attempt in range(1, campaign.max_attempts + 1):
-        ledger.mark_sending(engine, cid, address)
-        with campaign.limiter.slot():
-            answer = session.send(message, campaign.sender, address)
+        answer = session.connect() or _send(campaign, session, message, address)
         if answer.kind == "accepted":
-            ledger.mark_sent(engine, cid, address, answer.code or 250)
+            ledger.mark_sent(engine, cid, address, answer.code or 250, attempt)
             return BatchCounts(sent=1, attempts=attempt)
         code, reason = answer.code, answer.reason
         if answer.kind == "permanent":
-            ledger.mark_failed(engine, cid, address, code, reason)
+            ledger.mark_failed(engine, cid, address, code=code, error=reason, attempts=attempt)
             return BatchCounts(failed=1, attempts=attempt)
         if attempt < campaign.max_attempts:
             time.sleep(backoff(campaign.backoff_seconds, attempt))
     error = f"still failing after {campaign.max_attempts} attempts: {reason}"
-    ledger.mark_failed(engine, cid, address, code, error)
+    ledger.mark_failed(engine, cid, address, code=code, error=error, attempts=campaign.max_attempts)
     return BatchCounts(failed=1, attempts=campaign.max_attempts)
+
+
+def _send(campaign: Campaign, session: SmtpSession, message: bytes, address: str) -> Answer:
+    with campaign.limiter.slot():
+        return session.send(message, campaign.sender, address)
 
 
 def backoff(base: float, attempt: int, draw: Callable[[], float] = random.random) -> float:

@@ -1,6 +1,6 @@
 """The `batchflows_emails` ledger: one row per (campaign, recipient), the record of what is done.
 
-A recipient's row goes `pending` -> `sending` (just before each attempt) -> `sent` (right
+A recipient's row goes `pending` -> `sending` (when its batch starts) -> `sent` (right
 after the server accepts) or `failed` (with the SMTP code and reason). A rerun with the same
 campaign id sends `pending` and `sending` rows (and `failed` ones when asked) and never a
 `sent` one. Writes are short transactions, retried when the database fails transiently.
@@ -97,22 +97,62 @@ def _update(engine: Engine, campaign_id: str, recipient: str, **values: Any) -> 
     _retrying(run)
 
 
-def mark_sending(engine: Engine, campaign_id: str, recipient: str) -> None:
-    """An attempt starts now: counted before the message leaves."""
-    _update(engine, campaign_id, recipient, status="sending", attempts=emails.c.attempts + 1)
+def mark_sending(engine: Engine, campaign_id: str, recipients: Sequence[str]) -> None:
+    """A batch starts: its recipients are `sending` until each is marked sent or failed.
+
+    After a crash, `sending` rows are exactly those a resume must try again; of them, at most
+    the one message in flight on each connection may have reached the server already.
+    """
+    statement = (
+        emails.update()
+        .where(
+            emails.c.campaign_id == campaign_id,
+            emails.c.recipient.in_(list(recipients)),
+            emails.c.status != "sent",
+        )
+        .values(status="sending", updated_at=dt.datetime.now(dt.UTC))
+    )
+
+    def run() -> None:
+        with engine.begin() as conn:
+            conn.execute(statement)
+
+    _retrying(run)
 
 
-def mark_sent(engine: Engine, campaign_id: str, recipient: str, code: int) -> None:
-    """The server accepted the message."""
-    now = dt.datetime.now(dt.UTC)
-    _update(engine, campaign_id, recipient, status="sent", smtp_code=code, error=None, sent_at=now)
+def mark_sent(engine: Engine, campaign_id: str, recipient: str, code: int, attempts: int) -> None:
+    """The server accepted the message after `attempts` attempts."""
+    _update(
+        engine,
+        campaign_id,
+        recipient,
+        status="sent",
+        smtp_code=code,
+        error=None,
+        sent_at=dt.datetime.now(dt.UTC),
+        attempts=emails.c.attempts + attempts,
+    )
 
 
 def mark_failed(
-    engine: Engine, campaign_id: str, recipient: str, code: int | None, error: str
+    engine: Engine,
+    campaign_id: str,
+    recipient: str,
+    *,
+    code: int | None,
+    error: str,
+    attempts: int,
 ) -> None:
-    """The recipient failed for now (replayable with `retry_failed`)."""
-    _update(engine, campaign_id, recipient, status="failed", smtp_code=code, error=error[:2000])
+    """The recipient failed for now (replayable with `retry_failed`) after `attempts`."""
+    _update(
+        engine,
+        campaign_id,
+        recipient,
+        status="failed",
+        smtp_code=code,
+        error=error[:2000],
+        attempts=emails.c.attempts + attempts,
+    )
 
 
 def failures(engine: Engine, campaign_id: str, limit: int = 20) -> Sequence[dict[str, Any]]:

@@ -16,7 +16,6 @@ import os
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -129,11 +128,21 @@ class SmtpSession:
         except (smtplib.SMTPException, OSError):
             conn.close()
 
-    def send(self, message: EmailMessage, sender: str, recipient: str) -> Answer:
-        """Send `message` to `recipient` alone and classify the answer."""
+    def connect(self) -> Answer | None:
+        """Open the connection now if it is down (outside the rate limiter's slot, so the
+        server sees MAIL FROM right after the grant); a transient answer if that fails."""
+        try:
+            self._connection()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            return Answer("transient", None, f"cannot connect to {self.server.label}: {exc}")
+        return None
+
+    def send(self, message: bytes, sender: str, recipient: str) -> Answer:
+        """Send `message` (as `smtp_bytes` made it) to `recipient` alone; the answer's kind."""
         try:
             conn = self._connection()
-            conn.send_message(message, from_addr=sender, to_addrs=[recipient])
+            conn.sendmail(sender, [recipient], message)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reason = next(iter(exc.recipients.values()), (None, b""))
             return self._refused(code, reason)

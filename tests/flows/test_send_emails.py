@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from prefect.settings import PREFECT_API_URL
 
 from flows.send_emails import send_emails
-from samples.smtp_server import Recorder, max_in_window, smtp_server
+from samples.smtp_server import Recorder, max_in_window, smtp_server, smtp_server_elsewhere
 from tasks.errors import InputError
 from tests.flows.helpers import query
 
@@ -124,23 +124,26 @@ def test_rerun_sends_nothing_twice_and_retry_failed_replays_the_refused(
 
 
 @pytest.mark.timeout(300)
-def test_rate_limit_holds_at_the_server(sqlite_url: str, recorder: Recorder, smtp: str) -> None:
+def test_rate_limit_holds_at_the_server(sqlite_url: str) -> None:
     make_people(sqlite_url, 60)
-    recorder.temporary_every = 11
-    result = send_emails(
-        template=TEMPLATE,
-        table="people",
-        context={"greeting": "hi"},
-        rate_limit_per_second=20,
-        max_concurrency=4,
-        batch_size=5,
-        backoff_seconds=0.01,
-        smtp=smtp,
-        database=sqlite_url,
-    )
+    # The server runs in its own process, so the arrival times it records are its own.
+    with smtp_server_elsewhere(temporary_every=11) as server:
+        result = send_emails(
+            template=TEMPLATE,
+            table="people",
+            context={"greeting": "hi"},
+            rate_limit_per_second=20,
+            max_concurrency=4,
+            batch_size=5,
+            backoff_seconds=0.01,
+            smtp=server.url,
+            database=sqlite_url,
+        )
+        mails, delivered = server.stop()
     assert result.sent == 60
-    assert max_in_window(recorder.mails) <= 20
-    assert len(recorder.mails) > 60  # the 421 answers were retried, under the same limit
+    assert sorted(delivered) == sorted(f"person{i}@example.com" for i in range(60))
+    assert max_in_window(mails) <= 20
+    assert len(mails) > 60  # the 421 answers were retried, under the same limit
 
 
 @pytest.mark.timeout(120)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes
+
 import pytest
 
-from tasks.email.message import Attachment, build_message, message_id
+from tasks.email.message import Attachment, build_message, message_id, smtp_bytes
 from tasks.email.template import Rendered
 from tasks.errors import InputError
 
@@ -30,8 +32,9 @@ def test_message_has_both_bodies_and_the_attachment() -> None:
         campaign_id="c",
         attachments=(Attachment("report.pdf", b"%PDF-1.7"),),
     )
-    assert message["Message-ID"] == "<x@example.org>"
-    kinds = [part.get_content_type() for part in message.walk()]
+    parsed = message_from_bytes(smtp_bytes(message))
+    assert parsed["Message-ID"] == "<x@example.org>"
+    kinds = [part.get_content_type() for part in parsed.walk()]
     assert "text/plain" in kinds
     assert "text/html" in kinds
     assert "application/pdf" in kinds
