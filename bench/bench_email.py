@@ -27,7 +27,7 @@ from flows.send_emails import send_emails
 from samples.smtp_server import max_in_window, smtp_server_elsewhere
 
 TARGET_RATIO = 1.1
-MAX_CONCURRENCY = 4
+MAX_CONCURRENCY = 8
 BATCH_SIZE = 250
 TEMPLATE = {
     "subject": "Your weekly digest, {{ name }}",

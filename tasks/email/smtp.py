@@ -178,6 +178,8 @@ class SmtpSession:
         if server.block is not None:
             block = EmailServerCredentials.load(server.block)
             connected: smtplib.SMTP = block.get_server()
+            if connected.sock is not None:  # the block connects without a timeout
+                connected.sock.settimeout(self.timeout)
             return connected
         conn: smtplib.SMTP
         if server.security == "ssl":

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from prefect.settings import PREFECT_API_URL
+from prefect_email import EmailServerCredentials
 
 from flows.send_emails import send_emails
 from samples.smtp_server import Recorder, max_in_window, smtp_server, smtp_server_elsewhere
@@ -144,6 +145,27 @@ def test_rate_limit_holds_at_the_server(sqlite_url: str) -> None:
     assert sorted(delivered) == sorted(f"person{i}@example.com" for i in range(60))
     assert max_in_window(mails) <= 20
     assert len(mails) > 60  # the 421 answers were retried, under the same limit
+
+
+@pytest.mark.timeout(120)
+def test_smtp_may_name_a_saved_email_server_credentials_block(
+    sqlite_url: str, recorder: Recorder, smtp: str
+) -> None:
+    port = int(smtp.rsplit(":", 1)[1])
+    block = EmailServerCredentials(smtp_server="127.0.0.1", smtp_port=port, smtp_type="INSECURE")
+    block.save("test-loopback-smtp", overwrite=True)
+    make_people(sqlite_url, 3)
+    result = send_emails(
+        template=TEMPLATE,
+        table="people",
+        context={"greeting": "hi"},
+        smtp="test-loopback-smtp",
+        database=sqlite_url,
+    )
+    assert result.sent == 3
+    assert len(recorder.recipients()) == 3
+    with pytest.raises(InputError, match="no EmailServerCredentials block"):
+        send_emails(template=TEMPLATE, table="people", smtp="no-such-block", database=sqlite_url)
 
 
 @pytest.mark.timeout(120)
