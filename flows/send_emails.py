@@ -17,11 +17,11 @@ from tasks.email import (
     Campaign,
     failures,
     load_template,
+    normalize_address,
     plan_campaign,
     resolve_smtp,
     send_all,
 )
-from tasks.email.address import normalize_address
 from tasks.http.limiter import RateLimiter
 from tasks.http.options import api_task_runner
 

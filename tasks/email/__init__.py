@@ -1,5 +1,6 @@
 """E-mail campaigns: templates, the ledger, SMTP delivery. What flows use is named here."""
 
+from tasks.email.address import normalize_address
 from tasks.email.campaign import BatchCounts, Campaign, Plan, Recipient
 from tasks.email.ledger import failures
 from tasks.email.message import Attachment
@@ -16,6 +17,7 @@ __all__ = [
     "SmtpServer",
     "failures",
     "load_template",
+    "normalize_address",
     "plan_campaign",
     "resolve_smtp",
     "send_all",

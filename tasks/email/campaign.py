@@ -115,11 +115,13 @@ def plan_recipients(
     """Record every recipient in the ledger and keep those to send now (nothing sent yet)."""
     unique: dict[str, Recipient] = {}
     invalid: dict[str, str] = {}
+    invalid_rows = 0
     for number, row in enumerate(rows, start=1):
         raw = row.get(EMAIL_COLUMN)
         try:
             address = normalize_address(raw, f"recipient {number}")
         except InvalidAddress as exc:
+            invalid_rows += 1
             invalid.setdefault(str(raw).strip()[:320], str(exc))
             continue
         if address not in unique:
@@ -145,7 +147,6 @@ def plan_recipients(
     status = ledger.statuses(engine, campaign.campaign_id)
     wanted = {"pending", "sending", "failed"} if campaign.retry_failed else {"pending", "sending"}
     todo = [r for address, r in unique.items() if status.get(address) in wanted]
-    invalid_rows = sum(1 for row in rows if _is_invalid(row.get(EMAIL_COLUMN)))
     return Plan(
         todo=todo,
         total=len(rows),
@@ -153,14 +154,6 @@ def plan_recipients(
         invalid=invalid_rows,
         skipped=len(unique) - len(todo),
     )
-
-
-def _is_invalid(value: object) -> bool:
-    try:
-        normalize_address(value)
-    except InvalidAddress:
-        return True
-    return False
 
 
 def send_batch(campaign: Campaign, batch: Sequence[Recipient]) -> BatchCounts:

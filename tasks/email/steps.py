@@ -7,7 +7,7 @@ so a retry never resends a recipient its earlier try already delivered.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prefect import task
@@ -63,11 +63,11 @@ def send_all(
 ) -> BatchCounts:
     """Every batch of the plan, `concurrency` at once; `on_batch` sees the running totals."""
     totals = BatchCounts()
-    parameters: Iterator[Mapping[str, Any]] = (
+    parameters: Iterator[dict[str, Any]] = (
         {"campaign": campaign, "index": index, "batch": batch}
         for index, batch in enumerate(batches(plan.todo, batch_size))
     )
-    for counts in results_in_order(send_email_batch, (dict(p) for p in parameters), concurrency):
+    for counts in results_in_order(send_email_batch, parameters, concurrency):
         totals += counts
         on_batch(totals)
     return totals
