@@ -13,7 +13,12 @@ export DO_NOT_TRACK := 1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## create .venv with every pinned dependency (uv, from requirements.lock)
+setup: system-libs $(VENV)/.installed ## create .venv with every pinned dependency (uv, from requirements.lock)
+
+# WeasyPrint (PDF reports) needs Pango and HarfBuzz; installed once, only when missing.
+PDF_LIBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+system-libs: ## Debian libraries that PDF reports need (Pango, HarfBuzz subset, a font)
+	@dpkg -s $(PDF_LIBS) >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q $(PDF_LIBS))
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +62,10 @@ ui-screenshot: setup ## headless Chromium picture of the demo's import flow run:
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 	$(PY) -m deployments.screenshot
 
+report-screenshot: setup ## headless Chromium picture of the users-signups HTML report: docs/report.png
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	$(PY) -m deployments.report_screenshot
+
 serve: setup ## serve every deployment from one process (no work pool needed)
 	$(PY) -m deployments.serve
 
@@ -65,5 +74,6 @@ bench: setup ## benchmarks against their baselines (psql \copy, ...), measured i
 	$(PY) -m bench.bench_export
 	$(PY) -m bench.bench_api
 	$(PY) -m bench.bench_service
+	$(PY) -m bench.bench_email
 
-.PHONY: help setup lock check test server deploy worker service stop demo demo-local ui-screenshot serve bench
+.PHONY: help setup system-libs lock check test server deploy worker service stop demo demo-local ui-screenshot report-screenshot serve bench

@@ -148,6 +148,26 @@ dead_letters = sa.Table(
     ),
 )
 
+# One row per (campaign, recipient): the send-emails ledger. `sending` is written before a
+# message goes out and `sent` right after the server accepts it, so a resume knows which
+# recipients are done, which are not, and which were in flight when a run died.
+emails = sa.Table(
+    "batchflows_emails",
+    metadata,
+    sa.Column("campaign_id", sa.String(128), primary_key=True),
+    sa.Column("recipient", sa.String(320), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("smtp_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("flow_run_id", sa.String(64)),
+    sa.Column("created_at", _Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("updated_at", _Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("sent_at", _Timestamp),
+    sa.Index("batchflows_emails_status", "campaign_id", "status"),
+)
+
 _ready: set[str] = set()
 _ready_lock = threading.Lock()
 

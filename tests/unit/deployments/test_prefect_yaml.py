@@ -15,7 +15,16 @@ ROOT = Path(__file__).resolve().parents[3]
 CONFIG: dict[str, Any] = yaml.safe_load((ROOT / "prefect.yaml").read_text())
 DEPLOYMENTS: list[dict[str, Any]] = CONFIG["deployments"]
 QUEUES = {"high", "default", "low"}
-FLOWS = ("import-csv", "export-table", "api-pull", "api-push", "replay-dead-letters", "cleanup")
+FLOWS = (
+    "import-csv",
+    "export-table",
+    "api-pull",
+    "api-push",
+    "replay-dead-letters",
+    "cleanup",
+    "report",
+    "send-emails",
+)
 
 
 def _flow(entrypoint: str) -> Flow[..., Any]:
@@ -58,6 +67,15 @@ def test_scheduled_deployments_are_the_documented_ones() -> None:
     assert schedules["hourly-users"][0]["interval"] == 3600
     assert schedules["daily"][0]["cron"].endswith("* * *")
     assert [s["active"] for s in schedules["daily"]] == [True]
+    assert schedules["daily-summary"] == [{"cron": "0 6 * * *", "timezone": "UTC", "active": True}]
+
+
+def test_report_and_email_deployments_run_on_the_default_queue() -> None:
+    by_name = {(_flow(d["entrypoint"]).name, d["name"]): d for d in DEPLOYMENTS}
+    for key in (("report", "daily-summary"), ("report", "report"), ("send-emails", "send-emails")):
+        assert by_name[key]["work_pool"]["work_queue_name"] == "default"
+    assert by_name["report", "daily-summary"]["parameters"]["name"] == "daily-summary"
+    assert not by_name["report", "report"].get("schedules")
 
 
 def test_worker_resolves_the_checkout_at_run_time() -> None:
