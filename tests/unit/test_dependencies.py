@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = ("tasks", "flows", "samples", "deployments", "tests", "bench")
+FOLDERS = ("tasks", "flows", "samples", "deployments", "service", "tests", "bench")
 
 # What each top-level folder may import, besides itself.
 ALLOWED: dict[str, set[str]] = {
@@ -20,8 +20,9 @@ ALLOWED: dict[str, set[str]] = {
     "flows": {"tasks"},
     "samples": {"tasks"},
     "deployments": {"flows", "tasks", "samples"},
-    "tests": {"flows", "tasks", "samples", "deployments"},
-    "bench": {"flows", "tasks", "samples", "deployments"},
+    "service": {"tasks", "deployments"},
+    "tests": {"flows", "tasks", "samples", "deployments", "service"},
+    "bench": {"flows", "tasks", "samples", "deployments", "service"},
 }
 # Inside tasks/: the shared base imports only itself; a job's subpackage imports the base and
 # only the other subpackages named here.
@@ -32,6 +33,8 @@ JOB_USES: dict[str, set[str]] = {
     "tasks.http": set(),
     "tasks.api": {"tasks.http"},
     "tasks.retention": {"tasks.exports"},
+    "tasks.email": {"tasks.http"},
+    "tasks.reports": {"tasks.email", "tasks.exports", "tasks.http"},
 }
 
 
