@@ -131,7 +131,7 @@ def pages_in_order(caller: HttpCaller, plan: PullPlan, first: Page) -> PageStrea
 def _one_after_another(
     caller: HttpCaller, plan: PullPlan, page: Page
 ) -> Iterator[tuple[Page, bool]]:
-    """Pages following each other; stops an API that loops, repeats itself or leaves home."""
+    """Pages following each other; stops an API that loops or leaves home."""
     asked = {page.request.full_url}
     while True:
         request = plan.pagination.next(page, plan.page_size)
@@ -140,14 +140,7 @@ def _one_after_another(
             return
         check_next(plan, page, request, asked)
         asked.add(request.full_url)
-        following = fetch_page(caller, plan, request)
-        if following.records and _keys(plan, following) == _keys(plan, page):
-            raise ApiError(
-                f"{following.request.describe()} holds the same records as "
-                f"{page.request.describe()}: the API ignores the pagination parameters; check "
-                "'pagination'"
-            )
-        page = following
+        page = fetch_page(caller, plan, request)
 
 
 def check_next(plan: PullPlan, page: Page, request: PageRequest, asked: set[str]) -> None:
@@ -182,11 +175,23 @@ def _keys(plan: PullPlan, page: Page) -> list[list[object]]:
 def store_pages(
     plan: PullPlan, pages: Iterable[tuple[Page, bool]], progress: ApiProgress
 ) -> PullTotals:
-    """Write each page, in order, with the mark and cursor that cover it."""
+    """Write each page, in order, with the mark and cursor that cover it.
+
+    A page holding exactly the records of the page before stops the run: the API ignores the
+    pagination parameters, and would otherwise be read up to `max_pages` times over.
+    """
     totals = PullTotals(mark=plan.stored_mark)
     incremental = plan.incremental
     watermark = Watermark(incremental.field, plan.stored_mark) if incremental else None
+    previous: Page | None = None
     for page, is_last in pages:
+        if previous is not None and page.records and _keys(plan, page) == _keys(plan, previous):
+            raise ApiError(
+                f"{page.request.describe()} holds the same records as "
+                f"{previous.request.describe()}: the API ignores the pagination parameters; "
+                "check 'pagination'"
+            )
+        previous = page
         mark = None
         if watermark is not None:
             watermark.observe(page.records, page.request.describe())

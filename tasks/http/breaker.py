@@ -84,10 +84,11 @@ class Breaker:
                 self._probing = True
                 return True
             self._refused += 1
+            hint = "" if self._last_failure.isdigit() else "; is base_url right, the host up?"
             raise CircuitOpen(
                 f"circuit open after {self._breaker.fail_max} consecutive failures, last status "
                 f"{self._last_failure}; not sent (one probe request in {max(remaining, 0):.1f} s "
-                "decides whether the API is back)"
+                f"decides whether the API is back){hint}"
             )
 
     def _open_remaining(self) -> float:

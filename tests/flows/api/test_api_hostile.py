@@ -99,6 +99,20 @@ def test_an_api_ignoring_the_page_parameter_stops_at_the_second_page(sqlite_url:
     assert stored_ids(sqlite_url) == [1, 2]
 
 
+def test_an_api_ignoring_the_page_parameter_is_caught_when_pages_run_concurrently(
+    api: FakeApi, sqlite_url: str
+) -> None:
+    create_items_table(sqlite_url)
+    api.hooks.append(lambda seen: Reply(200, '[{"id": 1}, {"id": 2}]', {"X-Total-Count": "40"}))
+
+    with pytest.raises(ApiError, match=r"page 2 \(_page=2\) holds the same records as page 1"):
+        pull(api, sqlite_url, page_size=2, max_concurrency=2)
+
+    assert stored_ids(sqlite_url) == [1, 2]
+    # The first page, the window of 2 x max_concurrency fetched ahead, refilled once.
+    assert len(api.seen) <= 1 + 2 * 2 + 1
+
+
 def test_max_pages_bounds_a_pull_that_never_ends(sqlite_url: str) -> None:
     create_items_table(sqlite_url)
     with (
