@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
-import json
+from typing import Annotated
 
 from prefect import flow
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tasks.api.pagination import Pagination, Scalar
-from tasks.api.progress import ApiProgress
-from tasks.api.pull_pages import fetch_page, pages_in_order, store_pages
-from tasks.api.pull_plan import plan_pull
+from tasks.api.pagination import PagePagination, Pagination, Scalar
+from tasks.api.pull_pages import PullTotals, pull_pages
+from tasks.api.pull_plan import PullPlan, plan_pull
 from tasks.api.watermark import Incremental
 from tasks.common.run_log import run_logger
 from tasks.http.caller import HttpCaller
-from tasks.http.client import endpoint
-from tasks.http.options import HttpOptions, api_task_runner, documents_http_parameters
+from tasks.http.options import (
+    Concurrency,
+    Failures,
+    HttpOptions,
+    PositiveSeconds,
+    RatePerSecond,
+    Retries,
+    Seconds,
+    api_task_runner,
+    documents_http_parameters,
+)
+from tasks.http.stats import CallSummary
 
 
 class PullResult(BaseModel):
@@ -33,6 +42,23 @@ class PullResult(BaseModel):
     requests_per_second: float
     cursor: str | None
 
+    @classmethod
+    def of(cls, plan: PullPlan, totals: PullTotals, calls: CallSummary) -> PullResult:
+        """The result of a pull that stored `totals` with the requests `calls`."""
+        return cls(
+            source=plan.source,
+            requests=calls.requests,
+            pages=totals.pages,
+            records=totals.records,
+            inserted=totals.inserted,
+            updated=totals.updated,
+            unchanged=totals.unchanged,
+            retries=calls.retries,
+            rate_limited=calls.rate_limited,
+            requests_per_second=calls.requests_per_second,
+            cursor=totals.last_position(),
+        )
+
 
 @flow(name="api-pull", log_prints=True, task_runner=api_task_runner())
 @documents_http_parameters
@@ -42,38 +68,38 @@ def api_pull(
     path: str,
     table: str,
     key: list[str],
-    pagination: Pagination | None = None,
-    page_size: int = 100,
+    pagination: Pagination = PagePagination(),  # noqa: B008 - a frozen default, shown in the form
+    page_size: Annotated[int, Field(ge=1)] = 100,
+    max_pages: Annotated[int, Field(ge=1)] = 10_000,
     params: dict[str, Scalar] | None = None,
+    incremental: Incremental | None = None,
     headers: dict[str, str] | None = None,
     auth_block: str | None = None,
-    incremental: Incremental | None = None,
-    rate_limit_per_second: float = 10.0,
-    max_concurrency: int = 5,
+    rate_limit_per_second: RatePerSecond = 10.0,
+    max_concurrency: Concurrency = 5,
     global_limit: str | None = None,
-    timeout_seconds: float = 30.0,
-    max_retries: int = 5,
-    backoff_seconds: float = 0.5,
-    max_retry_after: float = 60.0,
-    breaker_failures: int = 5,
-    breaker_pause_seconds: float = 30.0,
+    request_timeout_seconds: PositiveSeconds = 30.0,
+    max_retries: Retries = 5,
+    backoff_seconds: PositiveSeconds = 0.5,
+    max_retry_after: Seconds = 60.0,
+    breaker_failures: Failures = 5,
+    breaker_pause_seconds: Seconds = 30.0,
     database: str | None = None,
 ) -> PullResult:
-    """Read every page of `base_url` + `path` and upsert its records into `table` on `key`.
-
-    The HTTP parameters (headers to breaker_pause_seconds) are described once, in
-    `tasks.http.options.HttpOptions`; `@documents_http_parameters` adds them below.
+    """Read every page of an API collection and upsert its records into a table, on its key.
 
     Args:
-        base_url: Root of the API, e.g. https://api.example.com/v1.
-        path: Path of the collection under base_url, e.g. /users.
+        base_url: Root of the API, e.g. https://api.example.com/v1 (credentials never go in
+            it: use auth_block).
+        path: Path of the collection under base_url, e.g. /users or /users?active=true.
         table: Target table (optionally schema.table); it must exist, with a primary key or
             unique constraint on `key`.
         key: Fields of a record (and columns of the table) that identify it.
-        pagination: How the API pages: type page, offset, cursor or link, the query
-            parameter names (json-server's by default) and records_path, where the list of
-            records sits in a response (default: the body itself).
+        pagination: How the API pages: type page, offset, cursor, link or starting_after,
+            the query parameter names (json-server's by default) and records_path, where the
+            list of records sits in a response (default: the body itself).
         page_size: Records asked for per page.
+        max_pages: Most pages one run reads; more stops the run with a clear error.
         params: Fixed query parameters sent with every request.
         incremental: Fetch only what changed: `field` of the records (e.g. updated_at) and
             the query `param` asking for records at or after a value (e.g. updated_at_gte).
@@ -81,39 +107,42 @@ def api_pull(
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
     """
-    # The HTTP settings are this flow's own parameters: gathered in one model.
-    http = HttpOptions.from_parameters(locals())
+    http = HttpOptions.of(
+        headers=headers,
+        auth_block=auth_block,
+        rate_limit_per_second=rate_limit_per_second,
+        max_concurrency=max_concurrency,
+        global_limit=global_limit,
+        request_timeout_seconds=request_timeout_seconds,
+        max_retries=max_retries,
+        backoff_seconds=backoff_seconds,
+        max_retry_after=max_retry_after,
+        breaker_failures=breaker_failures,
+        breaker_pause_seconds=breaker_pause_seconds,
+    )
     plan = plan_pull(
-        url=endpoint(base_url, path),
+        base_url=base_url,
+        path=path,
         table=table,
         key=key,
-        pagination=pagination or Pagination(),
+        pagination=pagination,
         page_size=page_size,
+        max_pages=max_pages,
         params=params or {},
         incremental=incremental,
         database=database,
     )
-    caller = HttpCaller(http, name=plan.source)
-    progress = ApiProgress("api-pull", "pages", caller)
-    stream = pages_in_order(caller, plan, fetch_page(caller, plan, plan.first))
-    progress.total = stream.total
-    totals = store_pages(plan, stream.pages, progress)
-    progress.finish(totals.pages, totals.counts())
-    calls = caller.summary()
-    mark = json.loads(totals.mark) if totals.mark else None
+    caller = HttpCaller(http, base_url=base_url, name=plan.source)
+    totals = pull_pages(caller, plan)
+    result = PullResult.of(plan, totals, caller.summary())
     run_logger().info(
         "%s: %d records in %d pages (%d inserted, %d updated), %d requests at %.1f/s",
-        plan.source,
-        totals.records,
-        totals.pages,
-        totals.inserted,
-        totals.updated,
-        calls.requests,
-        calls.requests_per_second,
+        result.source,
+        result.records,
+        result.pages,
+        result.inserted,
+        result.updated,
+        result.requests,
+        result.requests_per_second,
     )
-    return PullResult(
-        source=plan.source,
-        **totals.counts(),
-        **calls.model_dump(include={"requests", "retries", "rate_limited", "requests_per_second"}),
-        cursor=str(mark) if mark is not None else totals.cursor,
-    )
+    return result

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from tasks.api.progress import ApiProgress
-from tasks.api.push_source import plan_push, stream_rows
-from tasks.api.send import REQUESTS_PER_GROUP, SendCounts, groups_of, send_all
-from tasks.db.engine import get_engine
-from tasks.http.auth import plain_headers
+from tasks.api.push_source import plan_push
+from tasks.api.send import SendCounts, push_rows
 from tasks.http.caller import HttpCaller
-from tasks.http.client import endpoint
-from tasks.http.options import HttpOptions, api_task_runner, documents_http_parameters
+from tasks.http.options import (
+    Concurrency,
+    Failures,
+    HttpOptions,
+    PositiveSeconds,
+    RatePerSecond,
+    Retries,
+    Seconds,
+    api_task_runner,
+    documents_http_parameters,
+)
+from tasks.http.stats import CallSummary
 
 
 class PushResult(BaseModel):
@@ -30,6 +37,20 @@ class PushResult(BaseModel):
     rate_limited: int
     requests_per_second: float
 
+    @classmethod
+    def of(cls, totals: SendCounts, calls: CallSummary) -> PushResult:
+        """The result of a push that sent `totals` with the requests `calls`."""
+        return cls(
+            sent=totals.records,
+            succeeded=totals.records_delivered,
+            failed=totals.records - totals.records_delivered,
+            dead_lettered=totals.records_dead_lettered,
+            requests=calls.requests,
+            retries=calls.retries,
+            rate_limited=calls.rate_limited,
+            requests_per_second=calls.requests_per_second,
+        )
+
 
 @flow(name="api-push", log_prints=True, task_runner=api_task_runner())
 @documents_http_parameters
@@ -41,33 +62,31 @@ def api_push(
     table: str | None = None,
     query: str | None = None,
     method: Literal["POST", "PUT", "PATCH"] = "POST",
-    batch_size: int = 1,
+    batch_size: Annotated[int, Field(ge=1)] = 1,
     headers: dict[str, str] | None = None,
     auth_block: str | None = None,
-    rate_limit_per_second: float = 10.0,
-    max_concurrency: int = 5,
+    rate_limit_per_second: RatePerSecond = 10.0,
+    max_concurrency: Concurrency = 5,
     global_limit: str | None = None,
-    timeout_seconds: float = 30.0,
-    max_retries: int = 5,
-    backoff_seconds: float = 0.5,
-    max_retry_after: float = 60.0,
-    breaker_failures: int = 5,
-    breaker_pause_seconds: float = 30.0,
+    request_timeout_seconds: PositiveSeconds = 30.0,
+    max_retries: Retries = 5,
+    backoff_seconds: PositiveSeconds = 0.5,
+    max_retry_after: Seconds = 60.0,
+    breaker_failures: Failures = 5,
+    breaker_pause_seconds: Seconds = 30.0,
     database: str | None = None,
 ) -> PushResult:
-    """Send every row of `table` (or `query`) to `base_url` + `path`, one request per batch.
+    """Send every row of a table (or query) to an API, each request with an Idempotency-Key.
 
-    Each request carries an Idempotency-Key derived from the URL, method, key values and
-    payload, so retries, reruns and replays never apply a record twice. What still fails after
-    the retries, or gets a 4xx, goes to batchflows_dead_letters (see replay-dead-letters).
-
-    The HTTP parameters (headers to breaker_pause_seconds) are described once, in
-    `tasks.http.options.HttpOptions`; `@documents_http_parameters` adds them below.
+    Retries, reruns and replays never apply a record twice. What still fails after the
+    retries, gets a 4xx or a redirect, or meets an open circuit, goes to
+    batchflows_dead_letters (see replay-dead-letters).
 
     Args:
-        base_url: Root of the API, e.g. https://api.example.com/v1.
+        base_url: Root of the API, e.g. https://api.example.com/v1 (credentials never go in
+            it: use auth_block).
         path: Path to send to, e.g. /users; with batch_size 1 it may name record fields,
-            e.g. /users/{id} for a PUT.
+            e.g. /users/{id} for a PUT (each value is sent as one encoded path segment).
         key: Columns that identify a record; part of its Idempotency-Key.
         table: Table to send (optionally schema.table), read in key order.
         query: Or a read-only SELECT whose rows are sent (give it an ORDER BY).
@@ -77,34 +96,30 @@ def api_push(
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
     """
-    # The HTTP settings are this flow's own parameters: gathered in one model.
-    http = HttpOptions.from_parameters(locals())
+    http = HttpOptions.of(
+        headers=headers,
+        auth_block=auth_block,
+        rate_limit_per_second=rate_limit_per_second,
+        max_concurrency=max_concurrency,
+        global_limit=global_limit,
+        request_timeout_seconds=request_timeout_seconds,
+        max_retries=max_retries,
+        backoff_seconds=backoff_seconds,
+        max_retry_after=max_retry_after,
+        breaker_failures=breaker_failures,
+        breaker_pause_seconds=breaker_pause_seconds,
+    )
     plan = plan_push(
         table=table,
         query=query,
-        url=endpoint(base_url, path),
+        base_url=base_url,
+        path=path,
         method=method,
         key=key,
         batch_size=batch_size,
-        headers=plain_headers(headers),
+        headers=headers,
         database=database,
     )
-    caller = HttpCaller(http, name=plan.url)
-    progress = ApiProgress("api-push", "records", caller)
-    progress.total = plan.total
-    deliveries = plan.deliveries(stream_rows(get_engine(database), plan.sql))
-    groups = groups_of(deliveries, REQUESTS_PER_GROUP)
-    totals = send_all(
-        caller,
-        groups,
-        database=database,
-        flow_run_id=flow_run.id,
-        progress=progress,
-        view=SendCounts.pushed,
-    )
-    progress.finish(totals.records, totals.pushed())
-    calls = caller.summary()
-    return PushResult(
-        **totals.pushed(),
-        **calls.model_dump(include={"requests", "retries", "rate_limited", "requests_per_second"}),
-    )
+    caller = HttpCaller(http, base_url=base_url, name=plan.source)
+    totals = push_rows(caller, plan, flow_run.get_id())
+    return PushResult.of(totals, caller.summary())

@@ -1,16 +1,27 @@
-"""Re-send pending dead letters to the URL they were meant for, with their idempotency keys."""
+"""Re-send pending dead letters to the API they were meant for, with their idempotency keys."""
 
 from __future__ import annotations
 
-from prefect import flow
-from pydantic import BaseModel
+from typing import Annotated
 
-from tasks.api.dead_letters import count_pending, pending_deliveries, pending_filter
-from tasks.api.progress import ApiProgress
-from tasks.api.send import REQUESTS_PER_GROUP, SendCounts, groups_of, send_all
-from tasks.db.engine import get_engine
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from tasks.api.dead_letters import plan_replay
+from tasks.api.send import SendCounts, replay_letters
 from tasks.http.caller import HttpCaller
-from tasks.http.options import HttpOptions, api_task_runner, documents_http_parameters
+from tasks.http.options import (
+    Concurrency,
+    Failures,
+    HttpOptions,
+    PositiveSeconds,
+    RatePerSecond,
+    Retries,
+    Seconds,
+    api_task_runner,
+    documents_http_parameters,
+)
+from tasks.http.stats import CallSummary
 
 
 class ReplayResult(BaseModel):
@@ -24,60 +35,71 @@ class ReplayResult(BaseModel):
     rate_limited: int
     requests_per_second: float
 
+    @classmethod
+    def of(cls, totals: SendCounts, calls: CallSummary) -> ReplayResult:
+        """The result of a replay that sent `totals` with the requests `calls`."""
+        return cls(
+            replayed=totals.requests,
+            succeeded=totals.delivered,
+            still_failing=totals.requests - totals.delivered,
+            requests=calls.requests,
+            retries=calls.retries,
+            rate_limited=calls.rate_limited,
+            requests_per_second=calls.requests_per_second,
+        )
+
 
 @flow(name="replay-dead-letters", log_prints=True, task_runner=api_task_runner())
 @documents_http_parameters
 def replay_dead_letters(
     *,
+    base_url: str,
     flow_run_id: str | None = None,
-    older_than_minutes: float | None = None,
+    older_than_minutes: Annotated[float, Field(ge=0)] | None = None,
     auth_block: str | None = None,
-    rate_limit_per_second: float = 10.0,
-    max_concurrency: int = 5,
+    rate_limit_per_second: RatePerSecond = 10.0,
+    max_concurrency: Concurrency = 5,
     global_limit: str | None = None,
-    timeout_seconds: float = 30.0,
-    max_retries: int = 5,
-    backoff_seconds: float = 0.5,
-    max_retry_after: float = 60.0,
-    breaker_failures: int = 5,
-    breaker_pause_seconds: float = 30.0,
+    request_timeout_seconds: PositiveSeconds = 30.0,
+    max_retries: Retries = 5,
+    backoff_seconds: PositiveSeconds = 0.5,
+    max_retry_after: Seconds = 60.0,
+    breaker_failures: Failures = 5,
+    breaker_pause_seconds: Seconds = 30.0,
     database: str | None = None,
 ) -> ReplayResult:
-    """Re-send the pending letters of batchflows_dead_letters (all of them by default).
+    """Re-send the pending letters of batchflows_dead_letters addressed to one API.
 
     Each goes to its own method and URL with its original payload, plain headers and
     Idempotency-Key, so an API that already applied it does not apply it twice. Delivered
     letters are marked replayed_at; the others stay pending with their new attempt count.
 
-    The HTTP parameters (headers to breaker_pause_seconds) are described once, in
-    `tasks.http.options.HttpOptions`; `@documents_http_parameters` adds them below.
-
     Args:
+        base_url: Root of the API whose letters are sent; letters addressed to any other
+            origin stay pending (the credentials of auth_block go to this origin only).
         flow_run_id: Only the letters of this api-push flow run.
         older_than_minutes: Only letters created at least this many minutes ago.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
     """
-    # The HTTP settings are this flow's own parameters: gathered in one model.
-    http = HttpOptions.from_parameters(locals())
-    engine = get_engine(database)
-    selected = pending_filter(flow_run_id, older_than_minutes)
-    total, up_to_id = count_pending(engine, selected)
-    caller = HttpCaller(http, name="replay-dead-letters")
-    progress = ApiProgress("replay-dead-letters", "letters", caller)
-    progress.total = total
-    groups = groups_of(pending_deliveries(engine, selected, up_to_id), REQUESTS_PER_GROUP)
-    totals = send_all(
-        caller,
-        groups,
-        database=database,
+    http = HttpOptions.of(
+        auth_block=auth_block,
+        rate_limit_per_second=rate_limit_per_second,
+        max_concurrency=max_concurrency,
+        global_limit=global_limit,
+        request_timeout_seconds=request_timeout_seconds,
+        max_retries=max_retries,
+        backoff_seconds=backoff_seconds,
+        max_retry_after=max_retry_after,
+        breaker_failures=breaker_failures,
+        breaker_pause_seconds=breaker_pause_seconds,
+    )
+    plan = plan_replay(
+        base_url=base_url,
         flow_run_id=flow_run_id,
-        progress=progress,
-        view=SendCounts.replayed,
+        older_than_minutes=older_than_minutes,
+        database=database,
     )
-    progress.finish(totals.requests, totals.replayed())
-    calls = caller.summary()
-    return ReplayResult(
-        **totals.replayed(),
-        **calls.model_dump(include={"requests", "retries", "rate_limited", "requests_per_second"}),
-    )
+    caller = HttpCaller(http, base_url=base_url, name="replay-dead-letters")
+    totals = replay_letters(caller, plan)
+    return ReplayResult.of(totals, caller.summary())

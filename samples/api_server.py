@@ -1,9 +1,10 @@
 """A small json-server look-alike on loopback, for tests and the benchmark.
 
 `GET /<collection>` pages like json-server (`_page`/`_limit`, `_start`/`_limit`, `_sort`/
-`_order`, `<field>_gte`, `X-Total-Count`, `Link` with `rel="next"`/`"last"`), or by `cursor`
-with the records in an envelope. `POST /<collection>` stores records once per
-`Idempotency-Key` (a repeated key gets the first answer again). The server can rate-limit
+`_order`, `<field>_gte`, `X-Total-Count`, `Link` with `rel="next"`/`"last"`), by `cursor`
+with the records in an envelope, or as Stripe does (`limit`, `starting_after`, `has_more`).
+`POST /<collection>` stores records once per `Idempotency-Key` (a repeated key gets the first
+answer again). The server can rate-limit
 (429 with `Retry-After` beyond `limit_per_second` in any one-second window), demand a token,
 and run `hooks` that inject failures. It records every request's arrival time, query and
 idempotency key, so tests can assert what it saw.
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import sqlalchemy as sa
 
@@ -41,20 +42,28 @@ class Seen:
     authorization: str | None = None
     body: Any = None
     status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class Reply:
-    """A canned answer a hook returns instead of the normal one."""
+    """A canned answer a hook returns instead of the normal one.
+
+    Faults: `trickle_seconds` sends the body one byte at a time with that pause between bytes;
+    `cut_after` announces the whole body but closes the connection after that many bytes.
+    """
 
     status: int
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
     after_processing: bool = False
+    trickle_seconds: float = 0.0
+    cut_after: int | None = None
 
 
 Hook = Callable[[Seen], Reply | None]
+_PAGING = frozenset({"cursor", "limit", "starting_after"})
 
 
 class FakeApi:
@@ -160,10 +169,14 @@ class FakeApi:
             if param.endswith("_gte"):
                 column = param.removesuffix("_gte")
                 records = [r for r in records if _at_least(r.get(column), value)]
+            elif param not in _PAGING and any(param in r for r in records):
+                records = [r for r in records if str(r.get(param)) == value]
         if "_sort" in query:
             column = query["_sort"]
             records.sort(key=lambda r: r[column], reverse=query.get("_order") == "desc")
         total = len(records)
+        if "limit" in query:
+            return _stripe_list(records, query)
         limit = int(query.get("_limit", total or 1))
         headers: dict[str, str] = {}
         if "cursor" in query or (self.envelope and "_page" not in query):
@@ -177,7 +190,8 @@ class FakeApi:
             start = (number - 1) * limit
             last = max(1, -(-total // limit))
             if self.counts:
-                base = f"{self.url}/{name}?_limit={limit}&_page="
+                kept = urlencode({k: v for k, v in query.items() if k not in ("_page", "_limit")})
+                base = f"{self.url}/{name}?{kept + '&' if kept else ''}_limit={limit}&_page="
                 links = [f'<{base}{last}>; rel="last"']
                 if number < last:
                     links.append(f'<{base}{number + 1}>; rel="next"')
@@ -217,6 +231,7 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 self.headers.get("Idempotency-Key"),
                 self.headers.get("Authorization"),
                 json.loads(body) if body else None,
+                headers=dict(self.headers.items()),
             )
             with api.lock:
                 api.seen.append(seen)
@@ -229,13 +244,44 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            if reply.cut_after is not None:
+                self.wfile.write(data[: reply.cut_after])
+                self.wfile.flush()
+                self.close_connection = True
+            elif reply.trickle_seconds:
+                self._trickle(data, reply.trickle_seconds)
+            else:
+                self.wfile.write(data)
+
+        def _trickle(self, data: bytes, pause: float) -> None:
+            try:
+                for position in range(len(data)):
+                    self.wfile.write(data[position : position + 1])
+                    self.wfile.flush()
+                    time.sleep(pause)
+            except OSError:
+                self.close_connection = True
 
         do_GET = _serve  # noqa: N815 - http.server's naming
         do_POST = _serve  # noqa: N815
         do_PUT = _serve  # noqa: N815
+        do_PATCH = _serve  # noqa: N815
 
     return Handler
+
+
+def _stripe_list(records: list[dict[str, Any]], query: dict[str, str]) -> Reply:
+    """Stripe's list shape: `limit`, `starting_after=<id>`, `{"data": [...], "has_more": ...}`."""
+    start = 0
+    if "starting_after" in query:
+        ids = [str(record["id"]) for record in records]
+        if query["starting_after"] not in ids:
+            return Reply(400, json.dumps({"error": "no such object"}))
+        start = ids.index(query["starting_after"]) + 1
+    limit = int(query["limit"])
+    page = records[start : start + limit]
+    body = {"object": "list", "data": page, "has_more": start + limit < len(records)}
+    return Reply(200, json.dumps(body))
 
 
 def items(count: int, *, start: int = 1) -> list[dict[str, Any]]:

@@ -13,18 +13,24 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tasks.api.delivery import Delivery, Outcome
-from tasks.common.retry import is_transient
+from tasks.common.retry import is_transient, transient_retries
+from tasks.common.run_log import run_logger
 from tasks.db.bookkeeping import dead_letters, ensure_bookkeeping
-from tasks.db.engine import backend_of
+from tasks.db.engine import backend_of, get_engine
 from tasks.db.errors import database_errors
+from tasks.http.client import endpoint, origin_of
 
 READ_BATCH = 500
 SETTLE_ATTEMPTS = 4
+PLAN_RETRIES = 3
 
 
 def settle(engine: Engine, outcomes: Sequence[Outcome], flow_run_id: str | None) -> int:
@@ -108,6 +114,62 @@ def _replayed(letter: int, outcome: Outcome, now: dt.datetime) -> sa.Executable:
     return sa.update(dead_letters).where(dead_letters.c.id == letter).values(changes)
 
 
+class ReplayPlan(BaseModel):
+    """Which pending letters a replay sends: those of the configured origin, up to an id."""
+
+    database: str | None
+    origin: str
+    flow_run_id: str | None
+    older_than_minutes: float | None
+    total: int
+    up_to_id: int
+    other_origins: int
+
+    def condition(self) -> sa.ColumnElement[bool]:
+        """The letters to replay, in SQL (pending, selected, addressed to `origin`)."""
+        return pending_filter(self.flow_run_id, self.older_than_minutes) & _to_origin(self.origin)
+
+
+def make_replay_plan(
+    *,
+    base_url: str,
+    flow_run_id: str | None,
+    older_than_minutes: float | None,
+    database: str | None,
+) -> ReplayPlan:
+    """Count the pending letters addressed to `base_url`'s origin; say how many are not."""
+    origin = origin_of(endpoint(base_url, ""))
+    engine = get_engine(database)
+    selected = pending_filter(flow_run_id, older_than_minutes)
+    total, up_to_id = count_pending(engine, selected & _to_origin(origin))
+    everywhere, _ = count_pending(engine, selected)
+    if everywhere > total:
+        run_logger().warning(
+            "%d pending dead letters are addressed to other origins than %s and are not sent; "
+            "replay them with their own base_url",
+            everywhere - total,
+            origin,
+        )
+    return ReplayPlan(
+        database=database,
+        origin=origin,
+        flow_run_id=flow_run_id,
+        older_than_minutes=older_than_minutes,
+        total=total,
+        up_to_id=up_to_id,
+        other_origins=everywhere - total,
+    )
+
+
+plan_replay = task(name="plan-replay", cache_policy=NO_CACHE, **transient_retries(PLAN_RETRIES))(
+    make_replay_plan
+)
+
+
+def _to_origin(origin: str) -> sa.ColumnElement[bool]:
+    return dead_letters.c.url.startswith(origin + "/", autoescape=True)
+
+
 def pending_filter(
     flow_run_id: str | None, older_than_minutes: float | None
 ) -> sa.ColumnElement[bool]:
@@ -133,10 +195,14 @@ def count_pending(engine: Engine, condition: sa.ColumnElement[bool]) -> tuple[in
     return int(row[0]), int(row[1])
 
 
-def pending_deliveries(
-    engine: Engine, condition: sa.ColumnElement[bool], up_to_id: int
-) -> Iterator[Delivery]:
-    """The matching letters with ids up to `up_to_id`, as deliveries, read in id order."""
+def pending_deliveries(plan: ReplayPlan) -> Iterator[Delivery]:
+    """The letters the plan selects, as deliveries, read in id order.
+
+    A letter whose URL is not on the plan's origin (checked again here, parsed) is skipped:
+    the run's credentials go to that origin only.
+    """
+    engine = get_engine(plan.database)
+    condition, up_to_id = plan.condition(), plan.up_to_id
     after = 0
     while True:
         with engine.connect() as conn:
@@ -147,6 +213,8 @@ def pending_deliveries(
                 .limit(READ_BATCH)
             ).all()
         for row in batch:
+            if origin_of(row.url) != plan.origin:
+                continue
             payload = row.payload
             yield Delivery(
                 method=row.method,

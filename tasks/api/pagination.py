@@ -1,47 +1,39 @@
 """Pagination strategies: what to request first, what a response says, what to request next.
 
-Like a dlt paginator, each strategy has three steps: the first request, reading the page
-(records, total, links, cursor) from a response, and the next request. Four strategies, with
-json-server's conventions as defaults:
+Like dlt's paginators, each strategy is a small class with three steps: `first` (the first
+request), `read` (records, total, links or cursor of a response) and `next` (the request after
+a page, None after the last). `Pagination` is their union, told apart by `type`, so the
+Prefect form shows a type selector with only the chosen strategy's fields. json-server's
+conventions are the defaults:
 
-- `page`: `?_page=N&_limit=M`; the total comes from `X-Total-Count` (or a body field), or
-  from the `Link` header's `rel="last"` page.
+- `page`: `?_page=N&_limit=M`; the total from `X-Total-Count` (or a body field), or from the
+  `Link` header's `rel="last"` page.
 - `offset`: `?_start=K&_limit=M`; the total as for `page`.
 - `cursor`: `?cursor=C`, the next cursor read from the body at `cursor_path`.
 - `link`: follow the `Link` header's `rel="next"` URL until there is none.
+- `starting_after`: Stripe's lists: `?starting_after=<id of the page's last record>` while the
+  body's `has_more` is true.
 
-When the total is known after the first page (`page`, `offset`), every other request is known
-too and they can be fetched concurrently; otherwise pages follow one another.
+When the total is known after the first page (`page`, `offset`), `planned` yields every other
+request lazily, so they can be fetched concurrently without building them all up front.
+A request's URL keeps its own query string: parameters are merged into it, never replace it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal, NamedTuple
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.errors import ApiError, InputError
-from tasks.http.caller import json_body
+from tasks.http.answers import json_body
+from tasks.http.redact import redact_url
 
 Scalar = str | int | float | bool
 Record = dict[str, Any]
-
-
-class Pagination(BaseModel):
-    """How the API splits its records into pages, and where they sit in a response."""
-
-    type: Literal["page", "offset", "cursor", "link"] = "page"
-    page_param: str = "_page"
-    first_page: int = 1
-    size_param: str = "_limit"
-    offset_param: str = "_start"
-    cursor_param: str = "cursor"
-    cursor_path: str = "next_cursor"
-    records_path: str | None = None
-    total_header: str = "X-Total-Count"
-    total_path: str | None = None
 
 
 class PageRequest(BaseModel):
@@ -59,9 +51,14 @@ class PageRequest(BaseModel):
         """The page's place, counting from 1."""
         return self.index + 1
 
+    @property
+    def full_url(self) -> str:
+        """The URL with `params` merged into its own query string (which is kept)."""
+        return str(httpx.URL(self.url).copy_merge_params(self.params))
+
     def describe(self) -> str:
         """The page for messages: its number and position, e.g. `page 3 (_page=3)`."""
-        return f"page {self.number} ({self.position})"
+        return f"page {self.number} ({redact_url(self.position)})"
 
 
 class Page(BaseModel):
@@ -76,118 +73,253 @@ class Page(BaseModel):
     has_link_header: bool = False
 
 
-def first_request(
-    pagination: Pagination, url: str, params: dict[str, Scalar], page_size: int
-) -> PageRequest:
-    """The request for the first page."""
-    base = {**params, pagination.size_param: page_size}
-    if pagination.type == "page":
-        number = pagination.first_page
-        return PageRequest(
-            index=0,
-            url=url,
-            params={**base, pagination.page_param: number},
-            position=f"{pagination.page_param}={number}",
-        )
-    if pagination.type == "offset":
-        return PageRequest(
-            index=0,
-            url=url,
-            params={**base, pagination.offset_param: 0},
-            position=f"{pagination.offset_param}=0",
-        )
-    return PageRequest(index=0, url=url, params=base, position="first")
+class PagePlan(NamedTuple):
+    """The pages after the first when their number is known: how many, and their requests."""
+
+    pages: int
+    requests: Iterator[PageRequest]
 
 
-def read_page(pagination: Pagination, request: PageRequest, response: httpx.Response) -> Page:
-    """The records and paging facts of `response` (a decoded JSON body is read from it)."""
-    body = json_body(response)
-    records = _records(pagination, request, body, response)
-    links = {
-        rel: str(response.request.url.join(link["url"]))
-        for rel, link in response.links.items()
-        if link.get("url")
-    }
-    cursor = _dig(body, pagination.cursor_path) if pagination.type == "cursor" else None
-    return Page(
-        request=request,
-        records=records,
-        total=_total(pagination, body, response),
-        last_page=_page_number(pagination, links.get("last")),
-        next_url=links.get("next"),
-        next_cursor=None if cursor in (None, "") else str(cursor),
-        has_link_header="link" in response.headers,
+class _Strategy(BaseModel):
+    """What every strategy shares: the page size parameter and where the records sit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size_param: str = "_limit"
+    records_path: str | None = None
+
+    def first(self, url: str, params: dict[str, Scalar], page_size: int) -> PageRequest:
+        """The request for the first page."""
+        base = {**params, self.size_param: page_size}
+        return PageRequest(index=0, url=url, params=base, position="first")
+
+    def read(self, request: PageRequest, response: httpx.Response) -> Page:
+        """The records and paging facts of `response`."""
+        body = json_body(response)
+        return self._page(
+            request, response, body, _records(self.records_path, request, body, response)
+        )
+
+    def _page(
+        self, request: PageRequest, response: httpx.Response, body: Any, records: list[Record]
+    ) -> Page:
+        del response, body
+        return Page(request=request, records=records)
+
+    def next(self, page: Page, page_size: int) -> PageRequest | None:
+        """The request after `page` when pages follow one another; None after the last page."""
+        raise NotImplementedError
+
+    def planned(self, first: Page, page_size: int) -> PagePlan | None:
+        """Every request after `first` when `first` tells how many pages there are."""
+        del first, page_size
+        return None
+
+
+class _Numbered(_Strategy):
+    """Pages addressed by a number or an offset; the total may come with the first page."""
+
+    total_header: str = "X-Total-Count"
+    total_path: str | None = None
+
+    def first(self, url: str, params: dict[str, Scalar], page_size: int) -> PageRequest:
+        """The request for the first page (number or offset 0)."""
+        return self._numbered(
+            PageRequest(index=0, url=url, params=params, position=""), 0, page_size
+        )
+
+    def _page(
+        self, request: PageRequest, response: httpx.Response, body: Any, records: list[Record]
+    ) -> Page:
+        links = _links(response)
+        raw = (
+            _dig(body, self.total_path)
+            if self.total_path
+            else response.headers.get(self.total_header)
+        )
+        return Page(
+            request=request,
+            records=records,
+            total=_integer(raw),
+            last_page=self._last_page(links.get("last")),
+            next_url=links.get("next"),
+            has_link_header="link" in response.headers,
+        )
+
+    def next(self, page: Page, page_size: int) -> PageRequest | None:
+        """The next number; a `Link` header decides when there is one, else a short page ends.
+
+        So `page_size` must not exceed the API's own maximum when the API tells no total.
+        """
+        if not page.records:
+            return None
+        last = page.next_url is None if page.has_link_header else len(page.records) < page_size
+        return None if last else self._numbered(page.request, page.request.index + 1, page_size)
+
+    def planned(self, first: Page, page_size: int) -> PagePlan | None:
+        """The other pages, numbered lazily, when `first` has a total (or a last page).
+
+        A server that caps the page size below `page_size` is detected from the first page
+        (fewer records than asked, yet more in total), and pages are counted with its size.
+        """
+        if not first.records:
+            return None
+        size = page_size
+        if first.total is not None and len(first.records) < min(page_size, first.total):
+            size = len(first.records)
+        count = self._count(first, size)
+        if count is None:
+            return None
+        requests = (self._numbered(first.request, index, size) for index in range(1, count))
+        return PagePlan(count, requests)
+
+    def _count(self, first: Page, size: int) -> int | None:
+        return None if first.total is None else max(1, math.ceil(first.total / size))
+
+    def _last_page(self, url: str | None) -> int | None:
+        del url
+        return None
+
+    def _numbered(self, request: PageRequest, index: int, size: int) -> PageRequest:
+        raise NotImplementedError
+
+
+class PagePagination(_Numbered):
+    """`?_page=N&_limit=M`: pages by number, from `first_page`."""
+
+    type: Literal["page"] = "page"
+    page_param: str = "_page"
+    first_page: int = 1
+
+    def _count(self, first: Page, size: int) -> int | None:
+        if first.last_page is not None:
+            return max(1, first.last_page - self.first_page + 1)
+        return super()._count(first, size)
+
+    def _last_page(self, url: str | None) -> int | None:
+        value = None if url is None else httpx.URL(url).params.get(self.page_param)
+        return int(value) if value is not None and value.isdigit() else None
+
+    def _numbered(self, request: PageRequest, index: int, size: int) -> PageRequest:
+        number = self.first_page + index
+        params = {**request.params, self.page_param: number, self.size_param: size}
+        position = f"{self.page_param}={number}"
+        return PageRequest(index=index, url=request.url, params=params, position=position)
+
+
+class OffsetPagination(_Numbered):
+    """`?_start=K&_limit=M`: pages by the offset of their first record."""
+
+    type: Literal["offset"] = "offset"
+    offset_param: str = "_start"
+
+    def _numbered(self, request: PageRequest, index: int, size: int) -> PageRequest:
+        params = {**request.params, self.offset_param: index * size, self.size_param: size}
+        position = f"{self.offset_param}={index * size}"
+        return PageRequest(index=index, url=request.url, params=params, position=position)
+
+
+class CursorPagination(_Strategy):
+    """`?cursor=C`, with the next cursor read from the body at `cursor_path`."""
+
+    type: Literal["cursor"] = "cursor"
+    cursor_param: str = "cursor"
+    cursor_path: str = "next_cursor"
+
+    def _page(
+        self, request: PageRequest, response: httpx.Response, body: Any, records: list[Record]
+    ) -> Page:
+        cursor = _dig(body, self.cursor_path)
+        text = None if cursor in (None, "") else str(cursor)
+        return Page(request=request, records=records, next_cursor=text)
+
+    def next(self, page: Page, page_size: int) -> PageRequest | None:
+        """The same request with the page's cursor; None without records or cursor."""
+        if not page.records or page.next_cursor is None:
+            return None
+        return _after(page, self.cursor_param, page.next_cursor)
+
+
+class LinkPagination(_Strategy):
+    """Follow the `Link` header's `rel="next"` URL until there is none."""
+
+    type: Literal["link"] = "link"
+
+    def _page(
+        self, request: PageRequest, response: httpx.Response, body: Any, records: list[Record]
+    ) -> Page:
+        return Page(request=request, records=records, next_url=_links(response).get("next"))
+
+    def next(self, page: Page, page_size: int) -> PageRequest | None:
+        """The next link as it is (its query holds the position); None without one."""
+        if not page.records or page.next_url is None:
+            return None
+        url = page.next_url
+        shown = redact_url(url)
+        return PageRequest(index=page.request.index + 1, url=url, params={}, position=shown)
+
+
+class StartingAfterPagination(_Strategy):
+    """Stripe's lists: `?starting_after=<last record's id>` while `has_more` is true."""
+
+    type: Literal["starting_after"] = "starting_after"
+    size_param: str = "limit"
+    records_path: str | None = "data"
+    starting_after_param: str = "starting_after"
+    id_field: str = "id"
+    has_more_path: str = "has_more"
+
+    def _page(
+        self, request: PageRequest, response: httpx.Response, body: Any, records: list[Record]
+    ) -> Page:
+        more = _dig(body, self.has_more_path) is True
+        last = records[-1].get(self.id_field) if records else None
+        if more and last is None:
+            raise ApiError(
+                f"GET {redact_url(str(response.request.url))} ({request.describe()}): "
+                f"has_more is true but the last record has no {self.id_field!r}; set "
+                "pagination.id_field",
+                status=response.status_code,
+            )
+        cursor = str(last) if more else None
+        return Page(request=request, records=records, next_cursor=cursor)
+
+    def next(self, page: Page, page_size: int) -> PageRequest | None:
+        """The same request, starting after the page's last record; None once has_more ends."""
+        if not page.records or page.next_cursor is None:
+            return None
+        return _after(page, self.starting_after_param, page.next_cursor)
+
+
+Pagination = Annotated[
+    PagePagination | OffsetPagination | CursorPagination | LinkPagination | StartingAfterPagination,
+    Field(discriminator="type"),
+]
+
+
+def _after(page: Page, param: str, value: str) -> PageRequest:
+    request = page.request
+    return PageRequest(
+        index=request.index + 1,
+        url=request.url,
+        params={**request.params, param: value},
+        position=f"{param}={value}",
     )
 
 
-def next_request(pagination: Pagination, page: Page, page_size: int) -> PageRequest | None:
-    """The request after `page` when pages follow one another; None after the last page.
-
-    For `page` and `offset`, a `Link` header decides when the response has one; otherwise a
-    page shorter than `page_size` is the last (so `page_size` must not exceed the API's own
-    maximum when the API tells no total).
-    """
-    if not page.records:
-        return None
-    request = page.request
-    index = request.index + 1
-    if pagination.type == "cursor":
-        if page.next_cursor is None:
-            return None
-        params = {**request.params, pagination.cursor_param: page.next_cursor}
-        position = f"{pagination.cursor_param}={page.next_cursor}"
-        return PageRequest(index=index, url=request.url, params=params, position=position)
-    if pagination.type == "link":
-        if page.next_url is None:
-            return None
-        return PageRequest(index=index, url=page.next_url, params={}, position=page.next_url)
-    last = page.next_url is None if page.has_link_header else len(page.records) < page_size
-    return None if last else _numbered(pagination, request, index, page_size)
-
-
-def remaining_requests(pagination: Pagination, first: Page, page_size: int) -> list[PageRequest]:
-    """Every request after `first` when the total is known from it; raises if it is not.
-
-    A server that caps the page size below `page_size` is detected from the first page (fewer
-    records than asked, yet more in total), and the pages are counted with its size.
-    """
-    size = page_size
-    if first.total is not None and len(first.records) < min(page_size, first.total):
-        size = len(first.records)
-    if pagination.type == "page" and first.last_page is not None:
-        count = first.last_page - pagination.first_page + 1
-    elif first.total is not None and size > 0:
-        count = math.ceil(first.total / size)
-    else:
-        raise ValueError("the total is not known")
-    return [_numbered(pagination, first.request, index, size) for index in range(1, count)]
-
-
-def knows_total(pagination: Pagination, first: Page) -> bool:
-    """Whether `first` tells how many pages there are (so they can be fetched concurrently)."""
-    if pagination.type not in ("page", "offset") or not first.records:
-        return False
-    return first.total is not None or (pagination.type == "page" and first.last_page is not None)
-
-
-def _numbered(pagination: Pagination, request: PageRequest, index: int, size: int) -> PageRequest:
-    if pagination.type == "page":
-        number = pagination.first_page + index
-        params = {**request.params, pagination.page_param: number}
-        position = f"{pagination.page_param}={number}"
-    else:
-        params = {**request.params, pagination.offset_param: index * size}
-        position = f"{pagination.offset_param}={index * size}"
-    params[pagination.size_param] = size
-    return PageRequest(index=index, url=request.url, params=params, position=position)
+def _links(response: httpx.Response) -> dict[str, str]:
+    return {
+        str(rel): str(response.request.url.join(link["url"]))
+        for rel, link in response.links.items()
+        if link.get("url")
+    }
 
 
 def _records(
-    pagination: Pagination, request: PageRequest, body: Any, response: httpx.Response
+    path: str | None, request: PageRequest, body: Any, response: httpx.Response
 ) -> list[Record]:
-    path = pagination.records_path
     found = body if not path else _dig(body, path, missing=_MISSING)
-    where = f"GET {response.request.url} ({request.describe()})"
+    where = f"GET {redact_url(str(response.request.url))} ({request.describe()})"
     if found is _MISSING:
         keys = sorted(body) if isinstance(body, dict) else type(body).__name__
         raise InputError(
@@ -210,23 +342,11 @@ def _records(
     return found
 
 
-def _total(pagination: Pagination, body: Any, response: httpx.Response) -> int | None:
-    raw = (
-        _dig(body, pagination.total_path)
-        if pagination.total_path
-        else response.headers.get(pagination.total_header)
-    )
+def _integer(raw: Any) -> int | None:
     try:
         return None if raw is None else int(raw)
     except (TypeError, ValueError):
         return None
-
-
-def _page_number(pagination: Pagination, url: str | None) -> int | None:
-    if url is None:
-        return None
-    value = httpx.URL(url).params.get(pagination.page_param)
-    return int(value) if value is not None and value.isdigit() else None
 
 
 _MISSING = object()

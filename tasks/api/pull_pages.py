@@ -10,6 +10,7 @@ therefore leaves a mark below every record not yet stored, and the next run resu
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -17,14 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.api.pagination import (
-    Page,
-    PageRequest,
-    knows_total,
-    next_request,
-    read_page,
-    remaining_requests,
-)
+from tasks.api.pagination import Page, PageRequest
 from tasks.api.progress import ApiProgress
 from tasks.api.pull_plan import PullPlan
 from tasks.api.upsert import SyncUpdate, UpsertCounts, upsert_page
@@ -33,8 +27,10 @@ from tasks.common.retry import transient_retries
 from tasks.common.run_log import run_logger
 from tasks.common.task_window import results_in_order
 from tasks.db.engine import get_engine
-from tasks.errors import InputError
+from tasks.errors import ApiError, InputError
 from tasks.http.caller import HttpCaller
+from tasks.http.client import origin_of, same_origin
+from tasks.http.redact import redact_url
 
 WRITE_RETRIES = 3
 
@@ -58,6 +54,11 @@ class PullTotals(BaseModel):
     cursor: str | None = None
     ignored_fields: set[str] = Field(default_factory=set)
 
+    def last_position(self) -> str | None:
+        """Where the pull ended: the stored mark's value, else the last page's position."""
+        mark = json.loads(self.mark) if self.mark else None
+        return str(mark) if mark is not None else self.cursor
+
     def counts(self) -> dict[str, object]:
         """The counts shown in the progress and summary artifacts."""
         return self.model_dump(include={"pages", "records", "inserted", "updated", "unchanged"})
@@ -65,8 +66,8 @@ class PullTotals(BaseModel):
 
 def fetch_one(caller: HttpCaller, plan: PullPlan, request: PageRequest) -> Page:
     """One page, its records checked to carry the key."""
-    response = caller.try_request("GET", request.url, params=request.params).unwrap()
-    page = read_page(plan.pagination, request, response)
+    response = caller.try_request("GET", request.full_url).unwrap()
+    page = plan.pagination.read(request, response)
     key = plan.target.key
     for position, record in enumerate(page.records):
         missing = [name for name in key if record.get(name) is None]
@@ -82,11 +83,13 @@ fetch_page = task(
     name="fetch-page",
     cache_policy=NO_CACHE,
     task_run_name="fetch-page-{request.number} [{request.position}]",
+    **transient_retries(0),  # the caller retries HTTP failures; a page is fetched once
 )(fetch_one)
 
 
 @task(
     name="write-page",
+    cache_policy=NO_CACHE,
     task_run_name="write-page-{page.request.number}",
     **transient_retries(WRITE_RETRIES),
 )
@@ -95,45 +98,107 @@ def write_page(plan: PullPlan, page: Page, state: SyncUpdate) -> UpsertCounts:
     return upsert_page(get_engine(plan.database), plan.target, page.records, state)
 
 
+def pull_pages(caller: HttpCaller, plan: PullPlan) -> PullTotals:
+    """Fetch and store every page of the pull, showing progress; what was stored."""
+    progress = ApiProgress("api-pull", "pages", caller)
+    first = fetch_page(caller, plan, plan.first)
+    stream = pages_in_order(caller, plan, first)
+    progress.total = stream.total
+    totals = store_pages(plan, stream.pages, progress)
+    progress.finish(totals.pages, totals.counts())
+    return totals
+
+
 def pages_in_order(caller: HttpCaller, plan: PullPlan, first: Page) -> PageStream:
-    """Every page after `first`, in order: fetched concurrently if their number is known."""
-    if not knows_total(plan.pagination, first):
+    """Every page after `first`, in order: fetched concurrently if their number is known.
+
+    The known requests are made lazily, and never more than `max_pages`: an API announcing
+    a hundred billion records stops the run before a second request is even built.
+    """
+    planned = plan.pagination.planned(first, plan.page_size)
+    if planned is None:
         return PageStream(None, _one_after_another(caller, plan, first))
-    requests = remaining_requests(plan.pagination, first, plan.page_size)
+    count, requests = planned
+    if count > plan.max_pages:
+        raise _too_many(plan, f"the API announces {count:,} pages")
     ahead = 2 * caller.options.max_concurrency
     parameters = ({"caller": caller, "plan": plan, "request": r} for r in requests)
     later = results_in_order(fetch_page, parameters, ahead)
     pages = itertools.chain([first], later)
-    count = 1 + len(requests)
     return PageStream(count, ((page, page.request.index == count - 1) for page in pages))
 
 
 def _one_after_another(
     caller: HttpCaller, plan: PullPlan, page: Page
 ) -> Iterator[tuple[Page, bool]]:
+    """Pages following each other; stops an API that loops or leaves home."""
+    asked = {page.request.full_url}
     while True:
-        request = next_request(plan.pagination, page, plan.page_size)
+        request = plan.pagination.next(page, plan.page_size)
         yield page, request is None
         if request is None:
             return
+        check_next(plan, page, request, asked)
+        asked.add(request.full_url)
         page = fetch_page(caller, plan, request)
+
+
+def check_next(plan: PullPlan, page: Page, request: PageRequest, asked: set[str]) -> None:
+    """Refuse a next request that leaves the API's origin, repeats one, or passes max_pages."""
+    url = request.full_url
+    if not same_origin(url, plan.first.url):
+        raise ApiError(
+            f"{page.request.describe()} points to {redact_url(url)}, another origin than "
+            f"{origin_of(redact_url(plan.first.url))}: not followed (credentials and requests "
+            "stay with base_url)"
+        )
+    if url in asked:
+        raise ApiError(
+            f"{page.request.describe()} points to {redact_url(url)} again: the pagination "
+            "loops (a next link or cursor that does not advance); stopped"
+        )
+    if request.number > plan.max_pages:
+        raise _too_many(plan, "the API keeps announcing a next page")
+
+
+def _too_many(plan: PullPlan, why: str) -> InputError:
+    return InputError(
+        f"parameter 'max_pages': {why}, more than max_pages={plan.max_pages:,}; raise max_pages "
+        "if the collection really is that large, or check 'pagination'"
+    )
+
+
+def _keys(plan: PullPlan, page: Page) -> list[list[object]]:
+    return [[record.get(name) for name in plan.target.key] for record in page.records]
 
 
 def store_pages(
     plan: PullPlan, pages: Iterable[tuple[Page, bool]], progress: ApiProgress
 ) -> PullTotals:
-    """Write each page, in order, with the mark and cursor that cover it."""
+    """Write each page, in order, with the mark and cursor that cover it.
+
+    A page holding exactly the records of the page before stops the run: the API ignores the
+    pagination parameters, and would otherwise be read up to `max_pages` times over.
+    """
     totals = PullTotals(mark=plan.stored_mark)
     incremental = plan.incremental
     watermark = Watermark(incremental.field, plan.stored_mark) if incremental else None
+    previous: Page | None = None
     for page, is_last in pages:
+        if previous is not None and page.records and _keys(plan, page) == _keys(plan, previous):
+            raise ApiError(
+                f"{page.request.describe()} holds the same records as "
+                f"{previous.request.describe()}: the API ignores the pagination parameters; "
+                "check 'pagination'"
+            )
+        previous = page
         mark = None
         if watermark is not None:
             watermark.observe(page.records, page.request.describe())
             mark = watermark.to_store(is_last)
         cursor = page.request.position
         state = SyncUpdate(
-            source=plan.source, last_value=mark, cursor=cursor, records=len(page.records)
+            source=plan.state_key, last_value=mark, cursor=cursor, records=len(page.records)
         )
         counts = write_page(plan, page, state)
         totals.pages += 1

@@ -15,11 +15,13 @@ from typing import Any
 from urllib.parse import quote as url_quote
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from tasks.api.delivery import Delivery
 from tasks.api.idempotency import idempotency_key, jsonable
+from tasks.common.retry import transient_retries
 from tasks.db.engine import backend_of, get_engine
 from tasks.db.errors import database_errors
 from tasks.db.read_only import (
@@ -32,8 +34,12 @@ from tasks.db.read_only import (
 )
 from tasks.db.schema import qualified, quote, reflect_table
 from tasks.errors import InputError
+from tasks.http.auth import plain_headers
+from tasks.http.client import endpoint
+from tasks.http.redact import redact_url
 
 FETCH_ROWS = 1000
+PLAN_RETRIES = 3
 
 
 class PushPlan(BaseModel):
@@ -56,9 +62,7 @@ class PushPlan(BaseModel):
             keys = [[record[name] for name in self.key] for record in records]
             url = self.url
             if self.url_fields:
-                url = url.format_map(
-                    {f: url_quote(str(records[0][f]), safe="") for f in self.url_fields}
-                )
+                url = url.format_map({f: path_segment(records[0][f]) for f in self.url_fields})
             single = self.batch_size == 1
             payload: Any = records[0] if single else records
             record_key = keys[0] if single else keys
@@ -77,11 +81,12 @@ def make_push_plan(
     *,
     table: str | None,
     query: str | None,
-    url: str,
+    base_url: str,
+    path: str,
     method: str,
     key: list[str],
     batch_size: int,
-    headers: dict[str, str],
+    headers: dict[str, str] | None,
     database: str | None,
 ) -> PushPlan:
     """Check the parameters against the rows to send; count them."""
@@ -89,7 +94,8 @@ def make_push_plan(
         raise InputError("parameters 'table' and 'query': give exactly one of them")
     if batch_size < 1:
         raise InputError(f"parameter 'batch_size': {batch_size} must be at least 1")
-    url_fields = [name for _, name, _, _ in Formatter().parse(url) if name]
+    url = endpoint(base_url, path)
+    url_fields = template_fields(url)
     if url_fields and batch_size > 1:
         raise InputError(
             f"parameter 'path': {{{url_fields[0]}}} names a record field, which only works "
@@ -124,11 +130,52 @@ def make_push_plan(
         url_fields=url_fields,
         key=key,
         batch_size=batch_size,
-        headers=headers,
+        headers=plain_headers(headers),
     )
 
 
-plan_push = task(name="plan-push")(make_push_plan)
+def template_fields(url: str) -> list[str]:
+    """The record fields a path template names, e.g. `id` in `/users/{id}`; checked.
+
+    A field is a plain name: no attribute or index access (`{id.__class__}`), no format spec
+    or conversion, so a template can only insert values, never evaluate anything.
+    """
+    try:
+        parts = list(Formatter().parse(url))
+    except ValueError as exc:
+        raise InputError(
+            f"parameter 'path': {redact_url(url)!r} is not a valid template ({exc}); name a "
+            "record field as {field} and write a literal brace as {{ or }}"
+        ) from exc
+    fields = []
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not name or any(c in name for c in ".[]") or spec or conversion:
+            raise InputError(
+                f"parameter 'path': {{{name}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}} is not a plain record field; write "
+                "{column_name}, nothing else between the braces"
+            )
+        fields.append(name)
+    return fields
+
+
+def path_segment(value: Any) -> str:
+    """`value` percent-encoded as one path segment: `/`, `?`, `#` and dot segments included.
+
+    `..` becomes `%2E%2E`, so a record cannot move the request up the path (`/users/..`
+    would otherwise be sent to `/`).
+    """
+    segment = url_quote(str(value), safe="")
+    if not segment:
+        raise InputError("parameter 'path': a record has an empty value for a path field")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
+
+
+plan_push = task(name="plan-push", cache_policy=NO_CACHE, **transient_retries(PLAN_RETRIES))(
+    make_push_plan
+)
 
 
 def _describe(engine: Engine, sql: str) -> tuple[list[str], int]:

@@ -16,9 +16,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from tasks.api.dead_letters import settle
+from tasks.api.dead_letters import ReplayPlan, pending_deliveries, settle
 from tasks.api.delivery import Delivery, Outcome
 from tasks.api.progress import ApiProgress
+from tasks.api.push_source import PushPlan, stream_rows
+from tasks.common.retry import transient_retries
 from tasks.common.task_window import results_in_order
 from tasks.db.engine import get_engine
 from tasks.http.caller import HttpCaller
@@ -109,7 +111,10 @@ def send_and_settle(
 
 
 send_group = task(
-    name="send-group", cache_policy=NO_CACHE, task_run_name="send-group-{group.number}"
+    name="send-group",
+    cache_policy=NO_CACHE,
+    task_run_name="send-group-{group.number}",
+    **transient_retries(0),  # sent requests are never re-sent; `settle` retries its writes
 )(send_and_settle)
 
 
@@ -146,4 +151,37 @@ def send_all(
         totals += counts
         shown = view(totals)
         progress.update(next(iter(shown.values())), shown)
+    return totals
+
+
+def push_rows(caller: HttpCaller, plan: PushPlan, flow_run_id: str | None) -> SendCounts:
+    """Send every row the push plan selects, dead-lettering what fails; the counts."""
+    progress = ApiProgress("api-push", "records", caller)
+    progress.total = plan.total
+    deliveries = plan.deliveries(stream_rows(get_engine(plan.database), plan.sql))
+    totals = send_all(
+        caller,
+        groups_of(deliveries, REQUESTS_PER_GROUP),
+        database=plan.database,
+        flow_run_id=flow_run_id,
+        progress=progress,
+        view=SendCounts.pushed,
+    )
+    progress.finish(totals.records, totals.pushed())
+    return totals
+
+
+def replay_letters(caller: HttpCaller, plan: ReplayPlan) -> SendCounts:
+    """Re-send the letters the replay plan selects; the counts."""
+    progress = ApiProgress("replay-dead-letters", "letters", caller)
+    progress.total = plan.total
+    totals = send_all(
+        caller,
+        groups_of(pending_deliveries(plan), REQUESTS_PER_GROUP),
+        database=plan.database,
+        flow_run_id=plan.flow_run_id,
+        progress=progress,
+        view=SendCounts.replayed,
+    )
+    progress.finish(totals.requests, totals.replayed())
     return totals

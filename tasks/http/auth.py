@@ -1,8 +1,10 @@
 """Request headers: the caller's plain headers, plus the Authorization header from a Secret block.
 
 Secrets never travel as flow parameters (they would show in the UI and in the run's record):
-`auth_block` names a Prefect `Secret` block whose value becomes the `Authorization` header, and
-plain `headers` that look like credentials are refused.
+`auth_block` names a Prefect `Secret` block whose value becomes the `Authorization` header (sent
+to the origin of `base_url` only, see `tasks.http.caller`), and plain `headers` whose name looks
+like a credential (`Authorization`, `Cookie`, `Private-Token`, `X-Api-Key`, `X-Goog-Api-Key`,
+anything with token, key, secret, auth, cookie, session, signature ...) are refused.
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ from typing import cast
 from prefect.blocks.system import Secret
 
 from tasks.errors import InputError
-
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "x-auth-token"}
-)
+from tasks.http.redact import is_credential_name
 
 
 def plain_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """`headers` checked to carry no credentials."""
     checked = dict(headers or {})
-    secret = sorted(name for name in checked if name.lower() in SECRET_HEADERS)
+    secret = sorted(name for name in checked if is_credential_name(name))
     if secret:
         raise InputError(
             f"parameter 'headers': {', '.join(secret)} must not be a plain parameter; save the "

@@ -4,7 +4,7 @@ A run builds one `HttpCaller` from its flat HTTP parameters (`HttpOptions`) and 
 of its tasks, so they share one rate limiter, one breaker and one set of counters, over the
 process-wide pooled client. Every attempt of a request:
 
-1. waits while the circuit is open (`tasks.http.breaker`),
+1. fails at once while the circuit is open (`tasks.http.breaker`),
 2. takes an in-flight place and a start time from the limiter (`tasks.http.limiter`),
 3. sends with the run's timeout, then turns the answer into success or an `ApiError`,
 4. reports the outcome to the breaker; tenacity retries what `RetryPolicy` allows.
@@ -12,96 +12,28 @@ process-wide pooled client. Every attempt of a request:
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import httpx
-from pydantic import BaseModel
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from tasks.common.run_log import run_logger
-from tasks.errors import ApiError, RateLimited, ServerError
+from tasks.errors import ApiError
+from tasks.http.answers import describe, error_of, excerpt
 from tasks.http.auth import auth_headers, plain_headers
 from tasks.http.breaker import Breaker
-from tasks.http.client import request_timeout, shared_client
+from tasks.http.client import request_timeout, same_origin, shared_client
+from tasks.http.deadline import within
 from tasks.http.limiter import RateLimiter
 from tasks.http.options import HttpOptions
-from tasks.http.retry import RetryWait, parse_retry_after
+from tasks.http.redact import redact_url
+from tasks.http.retry import RetryWait
+from tasks.http.stats import CallStats, CallSummary
 
-EXCERPT_CHARS = 300
+MAX_REDIRECTS = 5
 
 JsonBody = dict[str, Any] | list[Any]
-
-
-class CallSummary(BaseModel):
-    """What the requests of a run did, for results and the summary artifact."""
-
-    requests: int
-    retries: int
-    rate_limited: int
-    server_errors: int
-    transport_errors: int
-    breaker_pauses: int
-    seconds: float
-    requests_per_second: float
-
-
-class CallStats:
-    """Thread-safe counters of one run's requests."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests = 0
-        self.retries = 0
-        self.rate_limited = 0
-        self.server_errors = 0
-        self.transport_errors = 0
-        self.answers = 0
-        self._first_start: float | None = None
-        self._last_end: float | None = None
-
-    def started(self) -> None:
-        """A request leaves (the first one starts the clock)."""
-        with self._lock:
-            self.requests += 1
-            if self._first_start is None:
-                self._first_start = time.monotonic()
-
-    def finished(self, status: int | None) -> None:
-        """A request ended with `status`, or with no answer at all (None)."""
-        with self._lock:
-            self._last_end = time.monotonic()
-            self.answers += status is not None
-            if status is None:
-                self.transport_errors += 1
-            elif status == 429:
-                self.rate_limited += 1
-            elif status >= 500:
-                self.server_errors += 1
-
-    def retried(self) -> None:
-        """A failed attempt will be tried again."""
-        with self._lock:
-            self.retries += 1
-
-    def summary(self, breaker_pauses: int) -> CallSummary:
-        """The counts so far, and requests per second from first start to last answer."""
-        with self._lock:
-            seconds = 0.0
-            if self._first_start is not None and self._last_end is not None:
-                seconds = max(self._last_end - self._first_start, 0.0)
-            return CallSummary(
-                requests=self.requests,
-                retries=self.retries,
-                rate_limited=self.rate_limited,
-                server_errors=self.server_errors,
-                transport_errors=self.transport_errors,
-                breaker_pauses=breaker_pauses,
-                seconds=round(seconds, 3),
-                requests_per_second=round(self.requests / seconds, 2) if seconds else 0.0,
-            )
 
 
 class Attempted(NamedTuple):
@@ -122,10 +54,12 @@ class Attempted(NamedTuple):
 class HttpCaller:
     """The rate-limited, retrying, circuit-broken requests of one run (module docstring)."""
 
-    def __init__(self, options: HttpOptions, name: str) -> None:
+    def __init__(self, options: HttpOptions, *, base_url: str, name: str) -> None:
         self.options = options
         self.policy = options.policy
-        self.headers = plain_headers(options.headers or {}) | auth_headers(options.auth_block)
+        self.base_url = base_url
+        self.headers = plain_headers(options.headers or {})
+        self.credentials = auth_headers(options.auth_block)
         self.limiter = RateLimiter(
             options.rate_limit_per_second,
             options.max_concurrency,
@@ -133,11 +67,11 @@ class HttpCaller:
         )
         self.breaker = Breaker(name, options.breaker_failures, options.breaker_pause_seconds)
         self.stats = CallStats()
-        self.timeout = request_timeout(options.timeout_seconds)
+        self.timeout = request_timeout(options.request_timeout_seconds)
 
     def summary(self) -> CallSummary:
         """What this run's requests did so far."""
-        return self.stats.summary(self.breaker.pauses)
+        return self.stats.summary(self.breaker.refused)
 
     def try_request(
         self,
@@ -157,16 +91,26 @@ class HttpCaller:
             reraise=True,
         )
         merged = self.headers | dict(headers or {})
+        if self.credentials and same_origin(url, self.base_url):
+            merged |= self.credentials
+        if params:
+            url = str(httpx.URL(url).copy_merge_params(dict(params)))
         try:
-            response = retrying(self._attempt, method, url, params, json_body, merged)
+            response = retrying(self._attempt, method, url, json_body, merged)
         except ApiError as exc:
             return Attempted(None, exc, retrying.statistics.get("attempt_number", 1))
         except httpx.TransportError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
-            shown = _display(exc.request.url if _has_request(exc) else url)
+            shown = redact_url(str(exc.request.url if _has_request(exc) else url))
+            hint = (
+                f"the whole request may take request_timeout_seconds="
+                f"{self.options.request_timeout_seconds:g} s"
+                if isinstance(exc, httpx.TimeoutException)
+                else "check that base_url is right and the host is reachable"
+            )
             error = ApiError(
                 f"{method} {shown}: {type(exc).__name__}: {exc or 'no detail'} (after "
-                f"{attempts} attempts); check that base_url is right and the host is reachable"
+                f"{attempts} attempts); {hint}"
             )
             error.__cause__ = exc
             return Attempted(None, error, attempts)
@@ -190,91 +134,88 @@ class HttpCaller:
         self,
         method: str,
         url: str,
-        params: Mapping[str, Any] | None,
         json_body: JsonBody | None,
         headers: dict[str, str],
     ) -> httpx.Response:
-        self.breaker.wait_until_callable()
+        probe = self.breaker.admit()
         with self.limiter.slot():
             self.stats.started()
             try:
-                response = shared_client().request(
-                    method,
-                    url,
-                    params=params,
-                    json=json_body,
-                    headers=headers,
-                    timeout=self.timeout,
-                )
-            except httpx.TransportError as exc:
-                self.stats.finished(None)
-                self.breaker.record(exc)
+                response = self._exchange(method, url, json_body, headers)
+            except (httpx.TransportError, ApiError) as exc:
+                self.stats.finished(None if isinstance(exc, httpx.TransportError) else 0)
+                self.breaker.record(exc, probe=probe)
                 raise
         self.stats.finished(response.status_code)
-        error = self._error_of(response)
-        self.breaker.record(error)
+        error = self._redirect_refused(response) or error_of(
+            response, self.policy, bool(self.options.auth_block)
+        )
+        self.breaker.record(error, probe=probe)
         if error is not None:
             raise error
         return response
 
-    def _error_of(self, response: httpx.Response) -> ApiError | None:
-        """None for a success, else the error that describes the answer."""
-        status = response.status_code
-        if status < 400:
+    def _exchange(
+        self, method: str, url: str, json_body: JsonBody | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        """Send, and follow same-origin redirects of a GET, all within one deadline."""
+        with within(self.options.request_timeout_seconds):
+            response = self._send(method, url, json_body, headers)
+            seen = {str(response.request.url)}
+            while method == "GET" and response.is_redirect and response.next_request:
+                target = response.next_request.url
+                if not same_origin(target, url) or str(target) in seen:
+                    break
+                if len(seen) > MAX_REDIRECTS:
+                    break
+                seen.add(str(target))
+                response = self._send(method, str(target), None, headers)
+        return response
+
+    def _send(
+        self, method: str, url: str, json_body: JsonBody | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        client = shared_client()
+        request = client.build_request(
+            method, url, json=json_body, headers=headers, timeout=self.timeout
+        )
+        response = client.send(request, stream=True)
+        try:
+            response.read()
+        except httpx.DecodingError as exc:
+            raise ApiError(
+                f"{describe(request)}: {response.status_code}: the body cannot be decoded "
+                f"({type(exc).__name__}: {exc})",
+                status=response.status_code,
+            ) from exc
+        finally:
+            response.close()
+        return response
+
+    def _redirect_refused(self, response: httpx.Response) -> ApiError | None:
+        """Why a redirect was not followed: a push is never redirected, a pull stays home."""
+        if not response.is_redirect:
             return None
-        where = f"{response.request.method} {_display(response.request.url)}"
-        body = excerpt(response)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if self.policy.asks_too_long(retry_after):
-            message = (
-                f"{where}: {status} with Retry-After {retry_after:.0f} s, more than "
-                f"max_retry_after={self.options.max_retry_after:g} s; not waiting that long "
-                "(raise max_retry_after or run later)"
-            )
+        request = response.request
+        target = response.next_request.url if response.next_request else None
+        if request.method != "GET":
+            why = "a push is never redirected (the API must answer the URL it was sent to)"
+        elif target is not None and not same_origin(target, request.url):
+            why = "a redirect to another origin is not followed"
         else:
-            message = f"{where}: {status} {response.reason_phrase}: {body!r}"
-        if status == 429:
-            return RateLimited(message, retry_after=retry_after, body=body)
-        if status >= 500:
-            return ServerError(message, status=status, body=body, retry_after=retry_after)
-        if status in (401, 403):
-            message += (
-                "; check the credentials in the Secret block named by 'auth_block'"
-                if self.options.auth_block
-                else "; the API wants credentials: pass 'auth_block', a Prefect Secret block"
-            )
-        return ApiError(message, status=status, body=body, retry_after=retry_after)
-
-
-def json_body(response: httpx.Response) -> Any:
-    """The decoded JSON body, or an `ApiError` saying what came instead."""
-    try:
-        return response.json()
-    except ValueError as exc:
-        kind = response.headers.get("Content-Type", "no content type")
-        raise ApiError(
-            f"{response.request.method} {_display(response.request.url)}: the response is not "
-            f"JSON ({kind}): {excerpt(response)!r}",
+            why = f"a redirect loop (or more than {MAX_REDIRECTS} redirects)"
+        shown = redact_url(str(target)) if target is not None else "no Location"
+        return ApiError(
+            f"{describe(request)}: {response.status_code} {response.reason_phrase} to {shown}: "
+            f"not followed, {why}",
             status=response.status_code,
             body=excerpt(response),
-        ) from exc
+        )
 
 
-def excerpt(response: httpx.Response) -> str:
-    """The start of a response body, for messages and dead letters."""
-    text = response.text
-    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
-
-
-def _has_request(exc: httpx.TransportError) -> bool:
+def _has_request(exc: httpx.HTTPError) -> bool:
     try:
         exc.request  # noqa: B018 - httpx raises RuntimeError when the error has no request
     except RuntimeError:
         return False
     return True
-
-
-def _display(url: httpx.URL | str) -> str:
-    """A URL for messages, without any credentials embedded in it."""
-    parsed = httpx.URL(str(url))
-    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else str(parsed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -21,12 +21,25 @@ from tasks.errors import InputError
 from tasks.http.retry import RetryPolicy
 
 MAX_CONCURRENCY = 32
+MAX_RETRIES = 20
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
 
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+RatePerSecond = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Concurrency = Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)]
+Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES)]
+Failures = Annotated[int, Field(ge=1)]
+
+
 class HttpOptions(BaseModel):
-    """How a run talks to the API: limits, credentials, timeouts, retries, circuit breaker."""
+    """How a run talks to the API: limits, credentials, timeouts, retries, circuit breaker.
+
+    The flows declare the same parameters with the same constrained types (above), so the
+    Prefect form refuses a bad value before a run is created.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -36,15 +49,13 @@ class HttpOptions(BaseModel):
     auth_block: str | None = Field(
         default=None,
         description="Name of a Prefect Secret block whose value is sent as the Authorization "
-        "header.",
+        "header, only to the origin of base_url.",
     )
-    rate_limit_per_second: float = Field(
-        default=10.0, gt=0, description="Never more requests than this in any one-second window."
+    rate_limit_per_second: RatePerSecond = Field(
+        default=10.0, description="Never more requests than this in any one-second window."
     )
-    max_concurrency: int = Field(
+    max_concurrency: Concurrency = Field(
         default=5,
-        ge=1,
-        le=MAX_CONCURRENCY,
         description=f"Requests in flight at once, and the largest burst (1 to {MAX_CONCURRENCY}).",
     )
     global_limit: str | None = Field(
@@ -52,26 +63,30 @@ class HttpOptions(BaseModel):
         description="Name of a Prefect global concurrency limit with slot decay, used as a rate "
         "limit shared by every run and worker, on top of rate_limit_per_second.",
     )
-    timeout_seconds: float = Field(
-        default=30.0, gt=0, description="Timeout of each request (connect at most 10 s)."
+    request_timeout_seconds: PositiveSeconds = Field(
+        default=30.0,
+        description="Longest time one request may take as a whole, answer included (connect at "
+        "most 10 s).",
     )
-    max_retries: int = Field(
-        default=5, ge=0, description="Retries of a request after transport errors, 408, 429, 5xx."
+    max_retries: Retries = Field(
+        default=5, description="Retries of a request after transport errors, 408, 429, 5xx."
     )
-    backoff_seconds: float = Field(
-        default=0.5, gt=0, description="First retry pause; doubles on each retry, with jitter."
+    backoff_seconds: PositiveSeconds = Field(
+        default=0.5, description="First retry pause; doubles on each retry, with jitter."
     )
-    max_retry_after: float = Field(
+    max_retry_after: Seconds = Field(
         default=60.0,
-        ge=0,
         description="Longest Retry-After honoured; a longer one fails the request at once "
         "(a push dead-letters it).",
     )
-    breaker_failures: int = Field(
-        default=5, ge=1, description="Consecutive failures after which requests pause."
+    breaker_failures: Failures = Field(
+        default=5,
+        description="Consecutive failures after which the circuit opens: requests fail at once "
+        "(a push dead-letters them, a pull fails).",
     )
-    breaker_pause_seconds: float = Field(
-        default=30.0, ge=0, description="How long requests pause when the circuit opens."
+    breaker_pause_seconds: Seconds = Field(
+        default=30.0,
+        description="How long the circuit stays open before one probe request may close it.",
     )
 
     @classmethod
@@ -83,6 +98,11 @@ class HttpOptions(BaseModel):
             first = exc.errors()[0]
             name = ".".join(str(part) for part in first["loc"])
             raise InputError(f"parameter {name!r}: {first['msg']}") from exc
+
+    @classmethod
+    def of(cls, **parameters: object) -> HttpOptions:
+        """The options from a flow's HTTP parameters, by name; a bad value names its parameter."""
+        return cls.from_parameters(parameters)
 
     @property
     def policy(self) -> RetryPolicy:

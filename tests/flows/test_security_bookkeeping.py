@@ -94,7 +94,8 @@ def test_push_from_a_bookkeeping_table_is_refused(
         make_push_plan(
             table=table,
             query=query,
-            url="http://127.0.0.1:9/items",
+            base_url="http://127.0.0.1:9",
+            path="/items",
             method="POST",
             key=["id"],
             batch_size=1,

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from flows.api_pull import api_pull
 from samples.api_server import FakeApi, Reply, Seen, create_items_table, items, serve_elsewhere
-from tasks.api.pagination import Pagination
+from tasks.api.pagination import CursorPagination, StartingAfterPagination
 from tasks.api.watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
 from tests.flows.api.helpers import UNREACHABLE, flow_arguments, rows
@@ -175,13 +175,45 @@ def test_pull_retries_503_and_429_and_counts_them(database_url: str) -> None:
 
 def test_pull_follows_cursors_in_an_envelope(sqlite_url: str) -> None:
     create_items_table(sqlite_url)
-    cursor = Pagination(type="cursor", records_path="data", cursor_path="next_cursor")
+    cursor = CursorPagination(records_path="data", cursor_path="next_cursor")
     with FakeApi({"items": items(95)}, envelope=True).run() as api:
         result = pull(api, sqlite_url, pagination=cursor)
 
     assert stored_ids(sqlite_url) == list(range(1, 96))
     assert result.pages == 5
     assert result.cursor == "cursor=80"
+
+
+def test_pull_asks_for_the_records_after_the_last_one_while_has_more(sqlite_url: str) -> None:
+    create_items_table(sqlite_url)
+    with FakeApi({"items": items(95)}).run() as api:
+        result = pull(api, sqlite_url, pagination=StartingAfterPagination())
+
+    assert stored_ids(sqlite_url) == list(range(1, 96))
+    assert result.pages == 5
+    asked = [seen.query.get("starting_after") for seen in api.seen]
+    assert asked == [None, "20", "40", "60", "80"]
+    assert all(seen.query["limit"] == "20" for seen in api.seen)
+
+
+@pytest.mark.parametrize(
+    "pagination",
+    [
+        {"type": "page", "page_param": "_page", "size_param": "_limit"},
+        {"type": "offset", "offset_param": "_start", "cursor_param": "unused"},
+        {"type": "starting_after"},
+    ],
+    ids=["page", "offset-with-a-field-of-another-type", "starting-after"],
+)
+def test_pagination_given_as_a_plain_dict_still_works(
+    sqlite_url: str, pagination: dict[str, Any]
+) -> None:
+    create_items_table(sqlite_url)
+    with FakeApi({"items": items(45)}).run() as api:
+        result = pull(api, sqlite_url, pagination=pagination)
+
+    assert stored_ids(sqlite_url) == list(range(1, 46))
+    assert result.records == 45
 
 
 def test_pull_pages_one_after_another_without_a_total(sqlite_url: str) -> None:
@@ -218,7 +250,7 @@ def test_bad_answers_fail_fast_with_a_clear_error(
 
 def test_missing_records_path_names_the_parameter(sqlite_url: str) -> None:
     create_items_table(sqlite_url)
-    wrong = Pagination(type="cursor", records_path="results")
+    wrong = CursorPagination(records_path="results")
     with (
         FakeApi({"items": items(10)}, envelope=True).run() as api,
         pytest.raises(InputError, match=r"pagination.records_path.*'results'.*data"),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from prefect.blocks.system import Secret
+from prefect.exceptions import ParameterTypeError
 
 from flows.api_push import api_push
 from flows.replay_dead_letters import replay_dead_letters
@@ -86,7 +87,8 @@ def test_push_delivers_each_record_once_despite_lost_answers(
         return None
 
     api.hooks.append(lose_some_answers)
-    result = push(api, database_url)
+    # Six lost answers in a row would open a 5-failure circuit (then records fail fast).
+    result = push(api, database_url, breaker_failures=10)
 
     assert (result.sent, result.succeeded, result.dead_lettered) == (60, 60, 0)
     assert stored_ids(api) == list(range(1, 61))
@@ -124,7 +126,10 @@ def test_rejected_records_become_dead_letters_and_replay_delivers_them(
         keys = {s.idempotency_key for s in api.seen}
 
         replayed = replay_dead_letters(
-            auth_block="test-api-token", database=database_url, rate_limit_per_second=100
+            base_url=api.url,
+            auth_block="test-api-token",
+            database=database_url,
+            rate_limit_per_second=100,
         )
 
     assert (replayed.replayed, replayed.succeeded, replayed.still_failing) == (12, 12, 0)
@@ -153,7 +158,9 @@ def test_replay_keeps_what_still_fails_with_its_new_attempt_count(
     push(api, database_url)
     api.hooks[:] = [refuse_ids({2, 5}, 422)]
 
-    result = replay_dead_letters(database=database_url, rate_limit_per_second=100, **FAST)
+    result = replay_dead_letters(
+        base_url=api.url, database=database_url, rate_limit_per_second=100, **FAST
+    )
 
     assert (result.replayed, result.succeeded, result.still_failing) == (6, 4, 2)
     assert stored_ids(api) == [1, 3, 4, 6]
@@ -254,12 +261,17 @@ def test_replay_selects_by_flow_run_and_by_age(api: FakeApi, sqlite_url: str) ->
     push(api, sqlite_url)
     api.hooks.clear()
 
-    too_recent = replay_dead_letters(database=sqlite_url, older_than_minutes=60)
-    other_run = replay_dead_letters(database=sqlite_url, flow_run_id="no-such-run")
+    too_recent = replay_dead_letters(base_url=api.url, database=sqlite_url, older_than_minutes=60)
+    other_run = replay_dead_letters(
+        base_url=api.url, database=sqlite_url, flow_run_id="no-such-run"
+    )
 
     assert too_recent.replayed == other_run.replayed == 0
     run_id = rows(sqlite_url, "SELECT DISTINCT flow_run_id FROM batchflows_dead_letters")[0][0]
-    assert replay_dead_letters(database=sqlite_url, flow_run_id=run_id).succeeded == 2
+    assert (
+        replay_dead_letters(base_url=api.url, database=sqlite_url, flow_run_id=run_id).succeeded
+        == 2
+    )
 
 
 @pytest.mark.parametrize(
@@ -269,7 +281,6 @@ def test_replay_selects_by_flow_run_and_by_age(api: FakeApi, sqlite_url: str) ->
         ({"key": ["nope"]}, "parameter 'key': the table outbox has no column 'nope'"),
         ({"headers": {"Authorization": "x"}}, "parameter 'headers': Authorization"),
         ({"batch_size": 5, "path": "/outbox/{id}"}, "only works with batch_size=1"),
-        ({"max_concurrency": 0}, "parameter 'max_concurrency'"),
         (
             {"table": None, "query": "DELETE FROM outbox RETURNING id"},
             "parameter 'query': only a read-only SELECT",
@@ -284,7 +295,6 @@ def test_replay_selects_by_flow_run_and_by_age(api: FakeApi, sqlite_url: str) ->
         "unknown-key",
         "secret-header",
         "field-path-in-batch",
-        "no-concurrency",
         "writing-query",
         "two-statements",
     ],
@@ -298,6 +308,13 @@ def test_bad_parameters_are_refused_before_sending(
     assert api.seen == []
 
 
+def test_out_of_range_parameters_are_refused_before_the_run(api: FakeApi, sqlite_url: str) -> None:
+    create_outbox(sqlite_url, 1)
+    with pytest.raises(ParameterTypeError, match="max_concurrency"):
+        push(api, sqlite_url, max_concurrency=0)
+    assert api.seen == []
+
+
 def test_the_flow_functions_run_directly_too(api: FakeApi, sqlite_url: str) -> None:
     create_outbox(sqlite_url, 30)
     api.hooks.append(refuse_ids({7}, 400))
@@ -305,7 +322,7 @@ def test_the_flow_functions_run_directly_too(api: FakeApi, sqlite_url: str) -> N
 
     pushed = api_push.fn(**arguments)
     api.hooks.clear()
-    replayed = replay_dead_letters.fn(database=sqlite_url, **FAST)
+    replayed = replay_dead_letters.fn(base_url=api.url, database=sqlite_url, **FAST)
 
     assert (pushed.sent, pushed.succeeded, pushed.dead_lettered) == (30, 29, 1)
     assert (replayed.replayed, replayed.succeeded) == (1, 1)

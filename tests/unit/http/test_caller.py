@@ -12,6 +12,7 @@ import pytest
 
 from samples.api_server import FakeApi, Reply, Seen, items
 from tasks.errors import ApiError, InputError, RateLimited
+from tasks.http.breaker import CircuitOpen
 from tasks.http.caller import HttpCaller
 from tasks.http.options import HttpOptions
 
@@ -28,7 +29,7 @@ def caller(**options: Any) -> HttpCaller:
         "backoff_seconds": 0.01,
         "breaker_pause_seconds": 0.1,
     }
-    return HttpCaller(HttpOptions(**(settings | options)), name="test")
+    return HttpCaller(HttpOptions(**(settings | options)), base_url="http://127.0.0.1", name="test")
 
 
 def script(api: FakeApi, replies: list[Reply]) -> None:
@@ -108,20 +109,47 @@ def test_exhausted_retries_return_the_last_error(api: FakeApi) -> None:
     assert attempt.error.status == 503
 
 
-def test_circuit_opens_after_consecutive_failures_pauses_and_says_so(
+def test_an_open_circuit_fails_fast_without_sending_then_one_probe_decides(
     api: FakeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     script(api, [Reply(503, "down")] * 3)
     http = caller(breaker_failures=3, breaker_pause_seconds=0.5, max_retries=5)
 
     with caplog.at_level(logging.WARNING, logger="batchflows"):
-        http.try_request("GET", f"{api.url}/items").unwrap()
+        first = http.try_request("GET", f"{api.url}/items")
+    started = time.monotonic()
+    second = http.try_request("GET", f"{api.url}/items")
 
-    times = api.arrivals()
-    assert len(times) == 4
-    assert times[3] - times[2] >= 0.45
-    assert http.summary().breaker_pauses == 1
-    assert "open after 3 consecutive failures; pausing requests for 0.5 s" in caplog.text
+    assert time.monotonic() - started < 0.2
+    for attempt in (first, second):
+        assert isinstance(attempt.error, CircuitOpen)
+        assert "circuit open after 3 consecutive failures, last status 503" in str(attempt.error)
+    assert len(api.seen) == 3  # nothing sent while the circuit is open
+    assert http.summary().breaker_refused == 2
+    assert "open after 3 consecutive failures; requests fail at once" in caplog.text
+
+    time.sleep(0.55)
+    probe = http.try_request("GET", f"{api.url}/items")
+
+    assert probe.unwrap().json() == items(5)
+    assert http.try_request("GET", f"{api.url}/items").error is None
+    assert len(api.seen) == 5
+
+
+def test_a_failed_probe_opens_the_circuit_for_another_pause(api: FakeApi) -> None:
+    script(api, [Reply(503, "down")] * 3)
+    http = caller(breaker_failures=2, breaker_pause_seconds=0.3, max_retries=0)
+    http.try_request("GET", f"{api.url}/items")
+    http.try_request("GET", f"{api.url}/items")
+    time.sleep(0.35)
+
+    probe = http.try_request("GET", f"{api.url}/items")
+    after = http.try_request("GET", f"{api.url}/items")
+
+    assert probe.error is not None
+    assert probe.error.status == 503
+    assert isinstance(after.error, CircuitOpen)
+    assert len(api.seen) == 3
 
 
 def test_an_unreachable_host_is_an_api_error_after_its_retries() -> None:
@@ -145,7 +173,9 @@ def test_a_slow_answer_times_out_instead_of_hanging(api: FakeApi) -> None:
     api.hooks.append(stall)
     started = time.monotonic()
 
-    attempt = caller(timeout_seconds=0.2, max_retries=1).try_request("GET", f"{api.url}/items")
+    attempt = caller(request_timeout_seconds=0.2, max_retries=1).try_request(
+        "GET", f"{api.url}/items"
+    )
 
     assert time.monotonic() - started < 1.5
     assert attempt.error is not None
