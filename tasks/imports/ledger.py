@@ -52,6 +52,7 @@ def mark_finished(engine: Engine, import_id: str, totals: ImportTotals) -> None:
             updated=totals.updated,
             skipped=totals.skipped,
             failed=totals.failed,
+            chunk_count=totals.chunks,
         )
         conn.execute(claims.delete().where(claims.c.import_id == import_id))
 

@@ -20,6 +20,7 @@ the refused rows are isolated, and they become rejects carrying the database's m
 
 from __future__ import annotations
 
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from tasks.db.engine import raw_connection
@@ -63,6 +64,10 @@ class ChunkCounts(BaseModel):
     cum_rows: int
     cum_failed: int
     already_committed: bool = False
+    # Rows the database itself refused (isolated by bisection): automatic sizing shrinks on them.
+    refused: int = 0
+    # The process that ran the chunk, so a test can see where a task runner put the work.
+    pid: int = Field(default_factory=os.getpid)
 
 
 @dataclass
@@ -118,9 +123,11 @@ class ChunkWriter(ABC):
         self.kinds = {quote(dialect, c.name): (c.kind, c.sql_type) for c in job.table.columns}
         self.refused: dict[int, Reject] = {}
         self.lines: IntArray = np.zeros(0, dtype=np.int64)
+        self.chunk: ChunkSpec | None = None
 
     def write(self, staged: StagedChunk) -> ChunkCounts:
         self.lines = staged.lines
+        self.chunk = staged.chunk
         with raw_connection(self.engine) as conn, database_errors(f"chunk {staged.chunk.index}"):
             try:
                 return self.transaction(conn, staged)
@@ -159,6 +166,7 @@ class ChunkWriter(ABC):
             failed=failed,
             cum_rows=previous[0] + staged.rows,
             cum_failed=previous[1] + failed,
+            refused=len(self.refused),
         )
         if counts.inserted + counts.updated + counts.skipped + counts.failed != counts.rows:
             raise AssertionError(f"chunk {chunk.index}: counts do not add up: {counts}")
@@ -292,7 +300,8 @@ class ChunkWriter(ABC):
             self.await_turn(cur, previous)
             row = self.fetchone(
                 cur,
-                "SELECT i.status, c.cum_rows, c.cum_failed FROM batchflows_imports i "
+                "SELECT i.status, c.cum_rows, c.cum_failed, c.start_byte, c.end_byte "
+                "FROM batchflows_imports i "
                 "LEFT JOIN batchflows_chunks c ON c.import_id = i.import_id "
                 "AND c.chunk_index = {p} WHERE i.import_id = {p}",
                 (previous, self.job.import_id),
@@ -304,9 +313,26 @@ class ChunkWriter(ABC):
                     f"for chunk {previous}"
                 )
             if row[1] is not None:
+                self.check_adjacent(index, previous, int(row[3]), int(row[4]))
                 return int(row[1]), int(row[2])
             time.sleep(delay)
             delay = min(delay * 1.5, WAIT_MAX_SECONDS)
+
+    def check_adjacent(self, index: int, previous: int, start: int, end: int) -> None:
+        """Chunk `index` must start where `previous` ended (in update mode: end where it
+        started), or two runs that cut the file differently would overlap or leave a gap."""
+        if self.chunk is None:
+            return
+        ours, theirs = (
+            (self.chunk.end, start) if self.job.options.reverse else (self.chunk.start, end)
+        )
+        if ours != theirs:
+            raise ImportStopped(
+                f"import {self.job.import_id!r}: chunk {index} (bytes {self.chunk.start}-"
+                f"{self.chunk.end}) does not follow committed chunk {previous} (bytes {start}-"
+                f"{end}): another run of this import cut the file differently. Run it again "
+                "once no other run of it is active; it resumes where the ledger ends"
+            )
 
     def claim(self, cur: Any, chunk: ChunkSpec) -> bool:
         """Insert the chunk's ledger row; False if a committed run already holds it."""
@@ -324,12 +350,19 @@ class ChunkWriter(ABC):
         names = ("rows", "inserted", "updated", "skipped", "failed", "cum_rows", "cum_failed")
         row = self.fetchone(
             conn.cursor(),
-            f"SELECT {', '.join(names)} FROM batchflows_chunks "
+            f"SELECT {', '.join(names)}, start_byte, end_byte FROM batchflows_chunks "
             "WHERE import_id = {p} AND chunk_index = {p}",
             (self.job.import_id, index),
         )
+        if self.chunk is not None and (self.chunk.start, self.chunk.end) != tuple(row[-2:]):
+            raise ImportStopped(
+                f"import {self.job.import_id!r}: chunk {index} is committed with bytes "
+                f"{row[-2]}-{row[-1]}, not {self.chunk.start}-{self.chunk.end}: another run "
+                "of this import cut the file differently. Run it again once no other run of "
+                "it is active; it resumes where the ledger ends"
+            )
         return ChunkCounts(
-            index=index, already_committed=True, **dict(zip(names, row, strict=True))
+            index=index, already_committed=True, **dict(zip(names, row[:-2], strict=True))
         )
 
     def await_turn(self, cur: Any, previous: int) -> None:
