@@ -270,7 +270,8 @@ class RemoteApi:
         self.url = url
 
     def ask(self, command: str) -> Any:
-        """Run `command` (clear, max_in_any_second, rate_limited, requests) in the server."""
+        """Run `command` (clear, max_in_any_second, rate_limited, requests, arrivals) in the
+        server."""
         self._connection.send(command)
         return self._connection.recv()
 
@@ -302,6 +303,7 @@ def _serve(
         "max_in_any_second": api.max_in_any_second,
         "rate_limited": lambda: sum(1 for seen in api.seen if seen.status == 429),
         "requests": lambda: len(api.seen),
+        "arrivals": api.arrivals,
     }
     with api.run():
         connection.send(api.url)
