@@ -269,10 +269,12 @@ def test_two_workers_share_imports_exports_and_pulls_within_the_limits(
     invalid = sum(users.generated.invalid for users in files)
     assert [tuple(row) for row in summary] == [("succeeded", IMPORTS * IMPORT_ROWS, invalid)]
 
-    written = query(postgres_url, "SELECT path, rows FROM batchflows_exports")
-    assert sorted(row[1] for row in written) == [EXPORT_ROWS] * EXPORTS
-    for row in written:
-        assert any((machine.path / row[0]).is_file() for machine in cluster.machines), row[0]
+    written = [
+        tuple(row) for row in query(postgres_url, "SELECT path, rows FROM batchflows_exports")
+    ]
+    assert sorted(rows for _, rows in written) == [EXPORT_ROWS] * EXPORTS
+    for path, _ in written:
+        assert any((machine.path / path).is_file() for machine in cluster.machines), path
 
     for table in pulled:
         stored = query(postgres_url, f"SELECT count(DISTINCT id), count(*) FROM {table}")
