@@ -63,7 +63,7 @@ def import_csv(
             "age": {"min": 0, "max": 150}}; keys: required, min, max, min_length,
             max_length, pattern, choices, format.
         chunk_size: Rows per chunk; each chunk commits in one transaction. Default: sized
-            automatically from the file (about 2 to 6 MB of it per chunk, a few hundred
+            automatically from the file (about 1 to 3 MB of it per chunk, a few hundred
             chunks at most), growing while commits are fast and shrinking where the
             database refuses rows.
         max_concurrency: Chunks parsed and staged at once; default: CPU cores + 2.

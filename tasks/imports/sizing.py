@@ -6,7 +6,7 @@ and rows: the first about `FIRST_CHUNK_BYTES`, then larger while chunks commit q
 (fewer task runs for the Prefect server to record), smaller where the database refuses rows
 often (each refused row costs a bisection of its chunk). Sizes stay between a floor that
 keeps the number of chunks at about `MAX_CHUNKS` at most and a ceiling that keeps the chunks
-in flight within the memory budget; past `MAX_CHUNKS * MAX_CHUNK_BYTES` (about 2 GB) memory
+in flight within the memory budget; past `MAX_CHUNKS * MAX_CHUNK_BYTES` (about 0.9 GB) memory
 wins and the number of chunks grows with the file.
 
 Exactness does not depend on the sizes. Chunks are numbered in the order they apply and each
@@ -27,11 +27,11 @@ from pydantic import BaseModel
 from tasks.errors import InputError
 from tasks.imports.csv_plan import ChunkSpec
 
-FIRST_CHUNK_BYTES = 2 * 1024 * 1024
-# Four chunks are in flight by default; each costs several times its bytes while parsed,
-# validated and staged (about 40 MB of peak RSS per MB of chunk across the window, measured
-# with bench/bench_import.py), so 6 MB chunks keep a worker's peak near 300 MB.
-MAX_CHUNK_BYTES = 6 * 1024 * 1024
+FIRST_CHUNK_BYTES = 1024 * 1024
+# Four chunks are in flight by default; each costs many times its bytes while parsed,
+# validated and staged: bench/bench_import.py measured a peak RSS of about 245 MB plus 50 MB
+# per MB of chunk (294 MB at 1 MB chunks, 488 MB at 4.9 MB), so 3 MB keeps it near 400 MB.
+MAX_CHUNK_BYTES = 3 * 1024 * 1024
 MAX_CHUNKS = 300
 GROWTH = 1.5
 # A commit interval below this means the fixed cost per task run is a large share: grow.

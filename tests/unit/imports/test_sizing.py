@@ -101,11 +101,18 @@ def test_a_slow_commit_keeps_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_large_file_makes_a_few_hundred_chunks_at_most() -> None:
-    # 1 GB in pieces of 256 KB, never observed to commit fast: the floor bounds the count.
-    planned = pieces(4000, size=256 * KB, rows=2000)
+    # 800 MB in pieces of 256 KB, never observed to commit fast: the floor bounds the count.
+    planned = pieces(3200, size=256 * KB, rows=2000)
     chunks = list(cutter(planned))
-    assert len(chunks) <= sizing.MAX_CHUNKS
+    assert 200 < len(chunks) <= sizing.MAX_CHUNKS
     assert_tiles(chunks, planned, reverse=False)
+
+
+def test_past_the_memory_ceiling_chunks_stay_small_and_their_count_grows() -> None:
+    planned = pieces(8000, size=256 * KB, rows=2000)  # 2 GB
+    chunks = list(cutter(planned))
+    assert max(c.end - c.start for c in chunks) <= sizing.MAX_CHUNK_BYTES
+    assert len(chunks) > sizing.MAX_CHUNKS
 
 
 @pytest.mark.parametrize("reverse", [False, True])
