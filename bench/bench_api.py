@@ -58,7 +58,7 @@ def prefect_api() -> Iterator[None]:
         yield
         return
     # A throwaway API with its own temporary database, the same one the flow tests use.
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=240):
         yield
 
 
