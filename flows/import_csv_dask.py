@@ -24,9 +24,13 @@ from flows.import_csv import ImportResult, import_csv
 def with_dask(address: str | None = None) -> Flow[..., ImportResult]:
     """import-csv with its chunks on the Dask scheduler at `address` (tcp://host:8786), or
     without one on a local cluster of two worker processes started for each flow run."""
-    runner = DaskTaskRunner(
-        address=address,
-        cluster_kwargs={"n_workers": 2, "threads_per_worker": 2, "processes": True},
+    # prefect-dask refuses cluster settings beside an address (the scheduler has its own).
+    runner = (
+        DaskTaskRunner(address=address)
+        if address
+        else DaskTaskRunner(
+            cluster_kwargs={"n_workers": 2, "threads_per_worker": 2, "processes": True}
+        )
     )
     # with_options is typed for the base runner's futures; Dask's futures are a subtype of them.
     return import_csv.with_options(task_runner=cast("TaskRunner[PrefectFuture[Any]]", runner))
