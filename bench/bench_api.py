@@ -37,6 +37,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
@@ -107,6 +109,7 @@ def run(database: str, records: int, rate: int, rounds: int) -> dict[str, Any]:
     collections = {"items": items(records), "warmup": items(PAGE_SIZE)}
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
     spans: dict[str, list[float]] = {name: [] for name, _, _ in VARIANTS}
+    phases: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in VARIANTS}
     results: dict[str, PullResult] = {}
     with serve_elsewhere(collections, limit_per_second=rate, fail_every=FAIL_EVERY) as api:
         options: dict[str, Any] = {
@@ -127,10 +130,15 @@ def run(database: str, records: int, rate: int, rounds: int) -> dict[str, Any]:
                 pull = api_pull.with_options(persist_result=False) if no_persist else api_pull
                 time.sleep(1.0)  # let earlier requests leave the server's window
                 with context():
+                    called = time.time()
                     started = time.perf_counter()
-                    result = results[name] = pull(**options, table=table)
+                    state = pull(**options, table=table, return_state=True)
                     seconds[name].append(time.perf_counter() - started)
-                spans[name].append(result.requests / result.requests_per_second)
+                    returned = time.time()
+                result = results[name] = state.result()
+                span = result.requests / result.requests_per_second
+                spans[name].append(span)
+                phases[name].append(_phases(state, called, returned, span))
         rate_limited = api.ask("rate_limited")
         most = api.ask("max_in_any_second")
     best = {name: min(times) for name, times in seconds.items()}
@@ -151,11 +159,34 @@ def run(database: str, records: int, rate: int, rounds: int) -> dict[str, Any]:
         "seconds": best,
         "all_seconds": seconds,
         "pull_spans": spans,
+        "phases": {name: _best(runs) for name, runs in phases.items()},
         "ratio": {name: value / ideal for name, value in best.items()},
         "overhead": overhead,
         "server_429s": rate_limited,
         "max_in_any_second": most,
     }
+
+
+def _phases(state: State[Any], called: float, returned: float, span: float) -> dict[str, float]:
+    """One call's time by phase, from the flow run's own start and end as the server has them:
+    before the flow body, the body beyond the pull itself, the pull, after the body."""
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+    assert run.start_time is not None
+    assert run.end_time is not None
+    body = (run.end_time - run.start_time).total_seconds()
+    return {
+        "before the body": run.start_time.timestamp() - called,
+        "body beyond the pull": body - span,
+        "pull": span,
+        "after the body": returned - run.end_time.timestamp(),
+    }
+
+
+def _best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {phase: min(run[phase] for run in runs) for phase in runs[0]}
 
 
 def main() -> None:
@@ -180,9 +211,14 @@ def main() -> None:
     for name, value in figures["seconds"].items():
         target = f" (target <= {TARGET_RATIO})" if name == "as called" else ""
         print(f"  {name:<30} {value:6.2f} s  ratio {figures['ratio'][name]:.3f}{target}")
-    print("flow overhead, from the differences:")
+    print("flow overhead, from the differences between variants:")
     for name, value in figures["overhead"].items():
         print(f"  {name:<30} {value:+6.2f} s")
+    print("by phase, within each call (best of the rounds; the flow run's start and end):")
+    for name, parts in figures["phases"].items():
+        print(
+            f"  {name:<30} " + ", ".join(f"{part} {value:.2f} s" for part, value in parts.items())
+        )
     print(
         f"server: max {figures['max_in_any_second']:.0f} requests in any one-second window "
         f"(must be <= {limit}), {figures['server_429s']:.0f} answered 429"
