@@ -76,4 +76,13 @@ bench: setup ## benchmarks against their baselines (psql \copy, ...), measured i
 	$(PY) -m bench.bench_service
 	$(PY) -m bench.bench_email
 
-.PHONY: help setup system-libs lock check test server deploy worker service stop demo demo-local ui-screenshot report-screenshot serve bench
+test-scale: setup ## scale-out: Prefect server on PostgreSQL, two workers from two clones (minutes)
+	BATCHFLOWS_TEST_SCALE=1 $(PY) -m pytest -m scale tests/scale
+
+bench-scale: setup ## four concurrent 1M-row imports with one worker, then two (PostgreSQL-backed server)
+	$(PY) -m bench.bench_scale
+
+bench-10m: setup ## the import benchmark at 10,000,000 rows beside 1,000,000 (minutes; 2.6 GB of files)
+	$(PY) -m bench.bench_import --rows 10000000
+
+.PHONY: help setup system-libs lock check test server deploy worker service stop demo demo-local ui-screenshot report-screenshot serve bench bench-10m bench-scale test-scale

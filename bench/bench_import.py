@@ -4,11 +4,15 @@ One run, same machine, same table schema and constraints:
 - baseline: `psql \\copy` of a clean 1,000,000-row users file into an empty table;
 - import-csv: the same number of rows with 2 % invalid rows, 1 % repeated emails, quoted
   multi-line values and non-ASCII text, into an empty table, in a worker-like child process
-  talking to a real Prefect server (started before the clock), once with the default
-  chunk_size (10,000: 100 task runs) and once with larger chunks (fewer task runs for the
-  Prefect server to record, which shares the two cores with PostgreSQL here);
-- pandas: `read_csv` + `to_sql` of the clean file, for comparison.
+  talking to a real Prefect server (started before the clock), at the defaults (automatic
+  chunk sizes), or with each `--chunk-size` given (`auto` or a number of rows); its counts
+  must match what the generator wrote, exactly;
+- pandas: `read_csv` + `to_sql` of the clean file, for comparison (1M rows only).
 Prints rows/s, the ratio to the baseline and the worker's peak RSS; writes bench/out/import.json.
+
+`--rows 10000000` (`make bench-10m`, not part of `make bench`: minutes of CPU and about 2.6 GB
+of generated files) measures the 1M-row import and the 10M-row one in the same run and
+prints how the ratio and the peak RSS moved (targets: within 10 %); bench/out/import_10m.json.
 The ratio uses the flow's own time, from its first line to its summary (`seconds` in its
 result); the time of the whole call, which adds Prefect's flow-run set-up and tear-down
 (the heartbeat thread's join alone can take 1 s), is printed beside it.
@@ -27,20 +31,40 @@ from bench.support import OUT, prefect_server, psql, run_child, throwaway_databa
 from samples.users import create_users_table, write_users_csv
 
 ROWS = 1_000_000
-CHUNK_SIZES = (10_000, 25_000)
+AUTO = "auto"
+RATIO_TARGET = 0.6
+RSS_TARGET_MB = 400
+SCALE_TOLERANCE = 0.10
 
 
 def files(rows: int) -> tuple[Path, Path]:
     """The dirty and the clean users file of `rows` rows (generated once, then reused)."""
     dirty, clean = OUT / f"users_{rows}.csv", OUT / f"users_{rows}_clean.csv"
-    if not dirty.exists():
-        write_users_csv(dirty, rows, invalid_rate=0.02, duplicate_rate=0.01)
+    counts = dirty.with_suffix(".counts.json")
+    if not dirty.exists() or not counts.exists():
+        generated = write_users_csv(dirty, rows, invalid_rate=0.02, duplicate_rate=0.01)
+        counts.write_text(
+            json.dumps({"invalid": generated.invalid, "duplicates": generated.duplicates})
+        )
     if not clean.exists():
         write_users_csv(clean, rows)
     return dirty, clean
 
 
-def child_import(source: str, url: str, table: str, chunk_size: int) -> None:
+def expected_counts(rows: int) -> dict[str, int]:
+    """What importing the dirty file must report: every invalid row failed, every repeat
+    skipped, the rest inserted."""
+    counts = json.loads((OUT / f"users_{rows}.counts.json").read_text())
+    invalid, duplicates = int(counts["invalid"]), int(counts["duplicates"])
+    return {
+        "inserted": rows - invalid - duplicates,
+        "updated": 0,
+        "skipped": duplicates,
+        "failed": invalid,
+    }
+
+
+def child_import(source: str, url: str, table: str, chunk_size: int | None) -> None:
     """Runs in the child: one import, then its call time, result and peak RSS as JSON."""
     from bench.support import peak_rss_mb  # noqa: PLC0415
     from flows.import_csv import import_csv  # noqa: PLC0415
@@ -74,6 +98,107 @@ def _line(label: str, rows: int, seconds: float, note: str) -> None:
     print(f"  {label:<34} {rows / seconds:>10,.0f} rows/s {seconds:7.2f} s  {note}")
 
 
+def _size(value: str) -> int | None:
+    return None if value == AUTO else int(value)
+
+
+def measure(
+    rows: int, chunk_sizes: list[int | None], url: str, env: dict[str, str], *, pandas: bool
+) -> dict[str, Any]:
+    """psql \\copy of the clean file, then import-csv of the dirty one per chunk size."""
+    dirty, clean = files(rows)
+    expected = expected_counts(rows)
+    checkpoint = psql(url, "CHECKPOINT")
+    baseline = f"users_copy_{rows}"
+    create_users_table(url, baseline)
+    timed(checkpoint)
+    copy_seconds = timed(psql(url, f"\\copy {baseline} from '{clean.resolve()}' csv header"))
+    imports: dict[str, Any] = {}
+    for size in chunk_sizes:
+        name = AUTO if size is None else str(size)
+        table = f"users_{rows}_{name}"
+        create_users_table(url, table)
+        timed(checkpoint)
+        ours = run_child(
+            "bench.bench_import",
+            *("--child", "import", "--source", str(dirty.resolve()), "--url", url),
+            *("--table", table, "--chunk-size", name),
+            env=env,
+        )
+        counts = {k: ours[k] for k in expected}
+        if counts != expected:
+            raise AssertionError(f"{rows:,} rows, chunk_size {name}: {counts} != {expected}")
+        imports[name] = {
+            "seconds": ours["seconds"],
+            "call_seconds": ours["call_seconds"],
+            "rows_per_second": rows / ours["seconds"],
+            "ratio_to_psql_copy": copy_seconds / ours["seconds"],
+            "peak_rss_mb": ours["rss_mb"],
+            "chunks": ours["chunks"],
+            "counts": counts,
+        }
+    report: dict[str, Any] = {
+        "rows": rows,
+        "file_mb": dirty.stat().st_size / 1e6,
+        "psql_copy": {"seconds": copy_seconds, "rows_per_second": rows / copy_seconds},
+        "import_csv": imports,
+    }
+    if pandas:
+        create_users_table(url, "users_pandas")
+        timed(checkpoint)
+        result = run_child(
+            "bench.bench_import",
+            *("--child", "pandas", "--source", str(clean.resolve()), "--url", url),
+            env=env,
+        )
+        report["pandas_to_sql"] = {
+            "seconds": result["seconds"],
+            "rows_per_second": rows / result["seconds"],
+            "peak_rss_mb": result["rss_mb"],
+        }
+    return report
+
+
+def show(report: dict[str, Any]) -> None:
+    """Print one measure() report."""
+    rows = report["rows"]
+    copy_seconds = report["psql_copy"]["seconds"]
+    print(f"import of {rows:,} users rows ({report['file_mb']:,.0f} MB) into PostgreSQL")
+    _line("psql \\copy (clean file)", rows, copy_seconds, "")
+    for name, ours in report["import_csv"].items():
+        _line(
+            f"import-csv chunk_size={name}",
+            rows,
+            ours["seconds"],
+            f"ratio {ours['ratio_to_psql_copy']:.2f}x (target >= {RATIO_TARGET:.2f}x), "
+            f"{ours['chunks']} chunks, whole call {ours['call_seconds']:.2f} s, "
+            f"peak RSS {ours['peak_rss_mb']:.0f} MB (target < {RSS_TARGET_MB}), counts exact",
+        )
+    if "pandas_to_sql" in report:
+        pandas = report["pandas_to_sql"]
+        _line(
+            "pandas.to_sql (clean file)",
+            rows,
+            pandas["seconds"],
+            f"peak RSS {pandas['peak_rss_mb']:.0f} MB",
+        )
+
+
+def compare(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float]:
+    """How the ratio and the peak RSS of the default import moved from `small` to `large`."""
+    before, after = small["import_csv"][AUTO], large["import_csv"][AUTO]
+    moved = {
+        "ratio_change": after["ratio_to_psql_copy"] / before["ratio_to_psql_copy"] - 1,
+        "rss_change": after["peak_rss_mb"] / before["peak_rss_mb"] - 1,
+    }
+    print(
+        f"{large['rows']:,} vs {small['rows']:,} rows at the defaults: ratio "
+        f"{moved['ratio_change']:+.1%}, peak RSS {moved['rss_change']:+.1%} "
+        f"(targets within {SCALE_TOLERANCE:.0%})"
+    )
+    return moved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=ROWS)
@@ -81,9 +206,9 @@ def main() -> None:
     parser.add_argument("--source")
     parser.add_argument("--url")
     parser.add_argument("--table", default="users")
-    parser.add_argument("--chunk-size", type=int, action="append")
+    parser.add_argument("--chunk-size", action="append", help="rows per chunk, or auto")
     args = parser.parse_args()
-    chunk_sizes = args.chunk_size or list(CHUNK_SIZES)
+    chunk_sizes = [_size(value) for value in args.chunk_size or [AUTO]]
     if args.child == "import":
         child_import(args.source, args.url, args.table, chunk_sizes[0])
         return
@@ -91,67 +216,22 @@ def main() -> None:
         child_pandas(args.source, args.url)
         return
 
-    dirty, clean = files(args.rows)
-    imports: dict[int, dict[str, Any]] = {}
-    with throwaway_database("batchflows_bench_import") as url, prefect_server() as env:
-        checkpoint = psql(url, "CHECKPOINT")
-        create_users_table(url, "users_copy")
-        timed(checkpoint)
-        copy_seconds = timed(psql(url, f"\\copy users_copy from '{clean.resolve()}' csv header"))
-        for size in chunk_sizes:
-            table = f"users_{size}"
-            create_users_table(url, table)
-            timed(checkpoint)
-            imports[size] = run_child(
-                "bench.bench_import",
-                *("--child", "import", "--source", str(dirty.resolve()), "--url", url),
-                *("--table", table, "--chunk-size", str(size)),
-                env=env,
-            )
-        create_users_table(url, "users_pandas")
-        timed(checkpoint)
-        pandas = run_child(
-            "bench.bench_import",
-            *("--child", "pandas", "--source", str(clean.resolve()), "--url", url),
-            env=env,
-        )
-    rows = args.rows
-    report: dict[str, Any] = {
-        "rows": rows,
-        "psql_copy": {"seconds": copy_seconds, "rows_per_second": rows / copy_seconds},
-        "import_csv": {
-            str(size): {
-                "seconds": ours["seconds"],
-                "call_seconds": ours["call_seconds"],
-                "rows_per_second": rows / ours["seconds"],
-                "ratio_to_psql_copy": copy_seconds / ours["seconds"],
-                "peak_rss_mb": ours["rss_mb"],
-                "counts": {k: ours[k] for k in ("inserted", "updated", "skipped", "failed")},
-            }
-            for size, ours in imports.items()
-        },
-        "pandas_to_sql": {
-            "seconds": pandas["seconds"],
-            "rows_per_second": rows / pandas["seconds"],
-            "peak_rss_mb": pandas["rss_mb"],
-        },
-    }
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "import.json").write_text(json.dumps(report, indent=2))
-    print(f"import of {rows:,} users rows into PostgreSQL (same schema and constraints)")
-    _line("psql \\copy (clean file)", rows, copy_seconds, "")
-    for size, ours in imports.items():
-        _line(
-            f"import-csv chunk_size={size:,}",
-            rows,
-            ours["seconds"],
-            f"ratio {copy_seconds / ours['seconds']:.2f}x (target >= 0.50x), "
-            f"whole call {ours['call_seconds']:.2f} s, "
-            f"peak RSS {ours['rss_mb']:.0f} MB (target < 400)",
-        )
-    _line(
-        "pandas.to_sql (clean file)", rows, pandas["seconds"], f"peak RSS {pandas['rss_mb']:.0f} MB"
-    )
+    with throwaway_database("batchflows_bench_import") as url, prefect_server() as env:
+        if args.rows == ROWS:
+            report = measure(ROWS, chunk_sizes, url, env, pandas=True)
+            (OUT / "import.json").write_text(json.dumps(report, indent=2))
+            show(report)
+        else:
+            if None not in chunk_sizes:
+                chunk_sizes.insert(0, None)
+            small = measure(ROWS, chunk_sizes, url, env, pandas=False)
+            show(small)
+            large = measure(args.rows, chunk_sizes, url, env, pandas=False)
+            show(large)
+            moved = compare(small, large)
+            name = f"import_{args.rows // 1_000_000}m.json"
+            (OUT / name).write_text(json.dumps({"small": small, "large": large, **moved}, indent=2))
     sys.stdout.flush()
 
 

@@ -61,14 +61,17 @@ def wait_healthy(api_url: str, process: subprocess.Popen[bytes], timeout: float 
         time.sleep(0.5)
 
 
-def spawn(command: list[str], env: Mapping[str, str], log: Path | None) -> subprocess.Popen[bytes]:
-    """Start `command` in its own session, output appended to `log` (or discarded)."""
+def spawn(
+    command: list[str], env: Mapping[str, str], log: Path | None, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """Start `command` in `cwd` (default: this checkout) in its own session, output appended
+    to `log` (or discarded)."""
     output = log.open("ab") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen(
             command,
             env=dict(env),
-            cwd=ROOT,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -15,12 +15,14 @@ from tasks.common import RunProgress, schema_bounds
 from tasks.db import get_engine
 from tasks.imports import (
     ChunkCounts,
+    ChunkCutter,
     ColumnRule,
     CsvDialect,
     ImportOptions,
     ImportPlan,
     ImportTotals,
     OnConflict,
+    chunk_cutter,
     finish_import,
     first_rejects,
     plan_import,
@@ -46,7 +48,7 @@ def import_csv(
     key: Annotated[list[str], Field(min_length=1)],
     on_conflict: OnConflict = "skip",
     rules: dict[str, ColumnRule] | None = None,
-    chunk_size: Annotated[int, Field(gt=0)] = 10_000,
+    chunk_size: Annotated[int, Field(gt=0)] | None = None,
     max_concurrency: Annotated[int, Field(gt=0)] | None = None,
     max_error_rate: Annotated[float, schema_bounds(minimum=0, maximum=1)] = 1.0,
     import_id: str | None = None,
@@ -69,7 +71,10 @@ def import_csv(
         rules: Extra checks per column, e.g. {"email": {"format": "email"},
             "age": {"min": 0, "max": 150}}; keys: required, min, max, min_length,
             max_length, pattern, choices, format.
-        chunk_size: Rows per chunk; each chunk commits in one transaction.
+        chunk_size: Rows per chunk; each chunk commits in one transaction. Default: sized
+            automatically from the file (about 1 to 3 MB of it per chunk, a few hundred
+            chunks at most), growing while commits are fast and shrinking where the
+            database refuses rows.
         max_concurrency: Chunks parsed and staged at once; default: CPU cores + 2.
         max_error_rate: Stop the import once rejected/processed rows exceed this share
             (0.05 = 5 %); committed chunks stay. 1.0 never stops.
@@ -106,8 +111,9 @@ def import_csv(
     )
     progress = RunProgress(f"Importing {source} into {table}", f"import {import_id}")
     window = max_concurrency or (os.cpu_count() or 2) + 2
-    for counts in run_in_order(plan, window):
-        _report(progress, plan, counts)
+    cutter = chunk_cutter(plan)
+    for counts in run_in_order(plan, cutter, window):
+        _report(progress, plan, cutter, counts)
     totals = finish_import(plan)
     seconds = time.monotonic() - started
     result = ImportResult(
@@ -115,7 +121,7 @@ def import_csv(
         source=source,
         table=plan.job.table.display_name,
         **totals.model_dump(),
-        resumed_chunks=len(plan.chunks) - len(plan.pending),
+        resumed_chunks=plan.start.committed,
         seconds=round(seconds, 3),
         rows_per_second=round(totals.total / seconds, 1) if seconds else 0.0,
     )
@@ -123,28 +129,48 @@ def import_csv(
     return result
 
 
-def _report(progress: RunProgress, plan: ImportPlan, counts: ChunkCounts) -> None:
+def _report(
+    progress: RunProgress, plan: ImportPlan, cutter: ChunkCutter, counts: ChunkCounts
+) -> None:
     total = plan.total_rows
     progress.update(
         100.0 * counts.cum_rows / total if total else 100.0,
-        _status(plan, counts.cum_rows, counts.cum_failed, counts.index + 1),
+        _status(
+            plan,
+            counts.cum_rows,
+            counts.cum_failed,
+            counts.index + 1,
+            cutter.estimated_chunks,
+            counts.rows,
+        ),
     )
 
 
-def _status(plan: ImportPlan, processed: int, failed: int, chunk: int) -> dict[str, object]:
+def _status(
+    plan: ImportPlan,
+    processed: int,
+    failed: int,
+    chunk: int,
+    chunks: int,
+    chunk_rows: int,
+) -> dict[str, object]:
+    """The live progress table; "total chunks" is an estimate until every chunk is cut,
+    "chunk rows" the size of the chunk just committed (at the end: rows per chunk)."""
     return {
         "processed": processed,
         "total": plan.total_rows,
         "successful": processed - failed,
         "failed": failed,
         "current chunk": chunk,
-        "total chunks": len(plan.chunks),
+        "total chunks": chunks,
+        "chunk rows": chunk_rows,
     }
 
 
 def _summarize(progress: RunProgress, plan: ImportPlan, result: ImportResult) -> None:
     summary = result.model_dump()
-    status = _status(plan, result.total, result.failed, len(plan.chunks))
+    per_chunk = round(result.total / result.chunks) if result.chunks else 0
+    status = _status(plan, result.total, result.failed, result.chunks, result.chunks, per_chunk)
     progress.update(100.0, status, force=True, summary=summary)
     progress.table(f"import-{plan.job.table.name}-summary", [summary], f"import {result.import_id}")
     rejects = first_rejects(get_engine(plan.job.database), result.import_id)

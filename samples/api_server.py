@@ -12,6 +12,7 @@ idempotency key, so tests can assert what it saw.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import threading
@@ -316,19 +317,23 @@ class RemoteApi:
         self.url = url
 
     def ask(self, command: str) -> Any:
-        """Run `command` (clear, max_in_any_second, rate_limited, requests) in the server."""
+        """Run `command` (clear, max_in_any_second, rate_limited, requests, arrivals) in the
+        server."""
         self._connection.send(command)
         return self._connection.recv()
 
 
 @contextmanager
 def serve_elsewhere(
-    collections: dict[str, list[dict[str, Any]]], limit_per_second: int | None
+    collections: dict[str, list[dict[str, Any]]],
+    limit_per_second: int | None,
+    fail_every: int | None = None,
 ) -> Iterator[RemoteApi]:
-    """Serve `collections` from a child process until the block ends."""
+    """Serve `collections` from a child process until the block ends; with `fail_every` n,
+    every n-th GET is answered 503 (a sick API: 20 gives 5 % of answers)."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    child = context.Process(target=_serve, args=(collections, limit_per_second, theirs))
+    child = context.Process(target=_serve, args=(collections, limit_per_second, theirs, fail_every))
     child.start()
     try:
         yield RemoteApi(ours, ours.recv())
@@ -341,18 +346,34 @@ def _serve(
     collections: dict[str, list[dict[str, Any]]],
     limit_per_second: int | None,
     connection: Connection,
+    fail_every: int | None = None,
 ) -> None:
     api = FakeApi(collections, limit_per_second=limit_per_second)
+    if fail_every:
+        api.hooks.append(_failing_every(fail_every))
     answers: dict[str, Callable[[], Any]] = {
         "clear": api.seen.clear,
         "max_in_any_second": api.max_in_any_second,
         "rate_limited": lambda: sum(1 for seen in api.seen if seen.status == 429),
         "requests": lambda: len(api.seen),
+        "arrivals": api.arrivals,
     }
     with api.run():
         connection.send(api.url)
         while (command := connection.recv()) != "stop":
             connection.send(answers[command]())
+
+
+def _failing_every(count: int) -> Hook:
+    """A hook answering 503 to every `count`-th GET."""
+    gets = itertools.count(1)
+
+    def hook(seen: Seen) -> Reply | None:
+        if seen.method == "GET" and next(gets) % count == 0:
+            return Reply(503, json.dumps({"error": "service unavailable"}))
+        return None
+
+    return hook
 
 
 def create_items_table(database_url: str, name: str = "items") -> None:

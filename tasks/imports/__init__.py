@@ -8,16 +8,19 @@ from tasks.imports.csv_plan import CsvDialect
 from tasks.imports.ledger import ChunkCounts, ImportTotals, first_rejects
 from tasks.imports.plan import ImportOptions, ImportPlan
 from tasks.imports.rules import ColumnRule, OnConflict
-from tasks.imports.steps import finish_import, plan_import, run_in_order
+from tasks.imports.sizing import ChunkCutter
+from tasks.imports.steps import chunk_cutter, finish_import, plan_import, run_in_order
 
 __all__ = [
     "ChunkCounts",
+    "ChunkCutter",
     "ColumnRule",
     "CsvDialect",
     "ImportOptions",
     "ImportPlan",
     "ImportTotals",
     "OnConflict",
+    "chunk_cutter",
     "finish_import",
     "first_rejects",
     "plan_import",

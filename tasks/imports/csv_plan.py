@@ -15,10 +15,12 @@ import csv
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel
 
 from tasks.errors import CsvFormatError, InputError
@@ -26,6 +28,9 @@ from tasks.imports.csv_scan import Records, UnclosedQuote, field_at, scan_record
 from tasks.imports.source_roots import check_source_root
 
 BLOCK_SIZE = 4 * 1024 * 1024
+# Without a chunk_size the plan cuts pieces of about this many bytes; automatic sizing joins
+# them into chunks. Small enough to size chunks finely, few enough (about 4,000 per GB) to plan.
+PIECE_BYTES = 256 * 1024
 UTF8_BOM = codecs.BOM_UTF8
 # Encodings (Python's canonical names) in which every byte below 0x80 is that ASCII character,
 # so the byte-level scan finds quotes, delimiters and line breaks where they really are:
@@ -54,7 +59,11 @@ class CsvDialect(BaseModel):
 
 
 class ChunkSpec(BaseModel):
-    """A byte range of whole records; `first_line` is the physical line at `start` (1-based)."""
+    """A byte range of whole records; `first_line` is the physical line at `start` (1-based).
+
+    The planning pass cuts the file into pieces of this shape (`FilePlan.chunks`); the import
+    then joins consecutive pieces into the chunks its tasks run (tasks/imports/sizing.py).
+    """
 
     index: int
     start: int
@@ -69,11 +78,15 @@ class ChunkSpec(BaseModel):
 
     @property
     def label(self) -> str:
-        return f"chunk-{self.index:04d} [rows {self.first_row}-{self.last_row}]"
+        """The chunk's task run name: which rows, and its size in rows and bytes."""
+        return (
+            f"chunk-{self.index:04d} [rows {self.first_row}-{self.last_row}] "
+            f"{self.rows:,} rows, {(self.end - self.start) / 1e6:.1f} MB"
+        )
 
 
 class FilePlan(BaseModel):
-    """What the planning pass learnt about a CSV file."""
+    """What the planning pass learnt about a CSV file; `chunks` tile its records in order."""
 
     path: str
     size: int
@@ -125,11 +138,21 @@ def check_dialect(dialect: CsvDialect) -> None:
 
 
 def plan_file(
-    source: str, dialect: CsvDialect, chunk_size: int, columns: list[str] | None = None
+    source: str,
+    dialect: CsvDialect,
+    chunk_size: int | None,
+    columns: list[str] | None = None,
+    *,
+    piece_bytes: int | None = None,
 ) -> FilePlan:
-    """Read `source` once and return its fingerprint, header and chunk byte ranges."""
+    """Read `source` once and return its fingerprint, header and byte ranges of records.
+
+    With a `chunk_size` each range holds that many rows; without one each range ends on the
+    first record boundary at or after `piece_bytes` bytes (default PIECE_BYTES), a piece
+    that automatic sizing joins into chunks.
+    """
     check_dialect(dialect)
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise InputError(f"parameter 'chunk_size': {chunk_size} must be at least 1")
     path = check_source_root(local_path(source))
     if not path.is_file():
@@ -138,7 +161,7 @@ def plan_file(
     size = stat.st_size
     if size == 0:
         raise CsvFormatError(str(path), "the file is empty; expected a header line", line=1)
-    planner = _Planner(path, dialect, chunk_size)
+    planner = _Planner(path, dialect, chunk_size, piece_bytes or PIECE_BYTES)
     header = planner.run()
     if dialect.header:
         if header is None:
@@ -162,10 +185,13 @@ def plan_file(
 class _Planner:
     """State of the single planning pass over the file."""
 
-    def __init__(self, path: Path, dialect: CsvDialect, chunk_size: int) -> None:
+    def __init__(
+        self, path: Path, dialect: CsvDialect, chunk_size: int | None, piece_bytes: int
+    ) -> None:
         self.path = path
         self.dialect = dialect
         self.chunk_size = chunk_size
+        self.piece_bytes = piece_bytes
         self.sha = hashlib.sha256()
         self.decoder = codecs.getincrementaldecoder(dialect.encoding)("strict")
         self.rows = 0
@@ -221,11 +247,8 @@ class _Planner:
         count = len(starts)
         if count == 0:
             return
-        # Indices of the records that complete a chunk, in this buffer.
-        first_cut = self.chunk_size - self.chunk_rows - 1
-        cuts = np.arange(first_cut, count, self.chunk_size)
         taken = 0
-        for cut in cuts:
+        for cut in self._cuts(ends, offset, count):
             end = int(ends[cut])
             self.chunk_rows += int(cut) + 1 - taken
             taken = int(cut) + 1
@@ -235,6 +258,22 @@ class _Planner:
             )
         self.chunk_rows += count - taken
         self.rows += count
+
+    def _cuts(self, ends: npt.NDArray[np.int64], offset: int, count: int) -> Iterator[int]:
+        """Indices of the records that complete a range, in this buffer, in order."""
+        if self.chunk_size is not None:
+            first_cut = self.chunk_size - self.chunk_rows - 1
+            yield from (int(cut) for cut in np.arange(first_cut, count, self.chunk_size))
+            return
+        cut = -1
+        while True:
+            # The first record ending at or after piece_bytes from the open range's start;
+            # self.chunk_start has moved on to the last cut when this resumes.
+            target = self.chunk_start + self.piece_bytes - offset
+            cut = max(int(np.searchsorted(ends, target, side="left")), cut + 1)
+            if cut >= count:
+                return
+            yield cut
 
     def _close_chunk(self, end: int, next_line: int) -> None:
         if self.chunk_rows:

@@ -8,11 +8,12 @@ cache, is the record of what is done.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +38,10 @@ class ChunkCounts(BaseModel):
     cum_rows: int
     cum_failed: int
     already_committed: bool = False
+    # Rows the database itself refused (isolated by bisection): automatic sizing shrinks on them.
+    refused: int = 0
+    # The process that ran the chunk, so a test can see where a task runner put the work.
+    pid: int = Field(default_factory=os.getpid)
 
 
 class ImportTotals(BaseModel):
@@ -70,8 +75,9 @@ def ledger_totals(engine: Engine, import_id: str) -> ImportTotals:
 
 def register_import(
     engine: Engine, row: dict[str, Any], check_existing: Callable[[sa.RowMapping], None]
-) -> set[int]:
-    """Record a new import's row, or resume an existing one; the chunks its ledger holds.
+) -> list[tuple[int, int, int]]:
+    """Record a new import's row, or resume an existing one; the chunks its ledger holds,
+    as (chunk index, start byte, end byte).
 
     An existing row is locked, checked by `check_existing` (which raises if it may not be
     resumed) and set running again, in one transaction.
@@ -80,7 +86,7 @@ def register_import(
     try:
         with engine.begin() as conn:
             conn.execute(imports.insert().values(**row))
-        return set()
+        return []
     except IntegrityError:
         pass
     with engine.begin() as conn:
@@ -90,11 +96,14 @@ def register_import(
             sa.select(imports).where(imports.c.import_id == import_id).with_for_update()
         ).one()
         check_existing(existing._mapping)
-        done = set(
-            conn.execute(
-                sa.select(chunks.c.chunk_index).where(chunks.c.import_id == import_id)
-            ).scalars()
-        )
+        done = [
+            (row.chunk_index, row.start_byte, row.end_byte)
+            for row in conn.execute(
+                sa.select(chunks.c.chunk_index, chunks.c.start_byte, chunks.c.end_byte).where(
+                    chunks.c.import_id == import_id
+                )
+            )
+        ]
         conn.execute(
             imports.update()
             .where(imports.c.import_id == import_id)
@@ -126,7 +135,8 @@ def record_chunk(import_id: str, counts: ChunkCounts) -> Statement:
 def chunk_turn(import_id: str, previous: int) -> Statement:
     """The import's status, and chunk `previous`'s running totals once it has committed."""
     return (
-        "SELECT i.status, c.cum_rows, c.cum_failed FROM batchflows_imports i "
+        "SELECT i.status, c.cum_rows, c.cum_failed, c.start_byte, c.end_byte "
+        "FROM batchflows_imports i "
         "LEFT JOIN batchflows_chunks c ON c.import_id = i.import_id "
         "AND c.chunk_index = {p} WHERE i.import_id = {p}",
         (previous, import_id),
@@ -134,9 +144,10 @@ def chunk_turn(import_id: str, previous: int) -> Statement:
 
 
 def committed_chunk(import_id: str, index: int) -> Statement:
-    """The counts another run committed for chunk `index`; read with `committed_counts`."""
+    """The counts another run committed for chunk `index`, then its byte range; read with
+    `committed_counts`."""
     return (
-        f"SELECT {', '.join(COUNTS)} FROM batchflows_chunks "
+        f"SELECT {', '.join(COUNTS)}, start_byte, end_byte FROM batchflows_chunks "
         "WHERE import_id = {p} AND chunk_index = {p}",
         (import_id, index),
     )
@@ -144,7 +155,8 @@ def committed_chunk(import_id: str, index: int) -> Statement:
 
 def committed_counts(index: int, row: tuple[Any, ...]) -> ChunkCounts:
     """A `committed_chunk` row as the chunk's counts."""
-    return ChunkCounts(index=index, already_committed=True, **dict(zip(COUNTS, row, strict=True)))
+    counts = dict(zip(COUNTS, row[: len(COUNTS)], strict=True))
+    return ChunkCounts(index=index, already_committed=True, **counts)
 
 
 def mark_finished(engine: Engine, import_id: str, totals: ImportTotals) -> None:
@@ -159,6 +171,7 @@ def mark_finished(engine: Engine, import_id: str, totals: ImportTotals) -> None:
             updated=totals.updated,
             skipped=totals.skipped,
             failed=totals.failed,
+            chunk_count=totals.chunks,
         )
         conn.execute(claims.delete().where(claims.c.import_id == import_id))
 

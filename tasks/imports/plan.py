@@ -3,8 +3,8 @@
 Everything that can make the whole import impossible is found here, before a row is written:
 the file's structure, the header against the reflected table, the key against the table's
 unique constraints, the rules. Running again with an `import_id` that exists resumes it, on
-condition that the file and the options are the same; the chunks its ledger already holds are
-not planned again.
+condition that the file and the options are the same; it continues where the chunks its
+ledger holds end (tasks/imports/sizing.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tasks.errors import InputError, SchemaError
 from tasks.imports.csv_plan import ChunkSpec, CsvDialect, plan_file
 from tasks.imports.ledger import register_import
 from tasks.imports.rules import ColumnRule, OnConflict
+from tasks.imports.sizing import CommittedRange, ResumePoint, resume_point
 from tasks.imports.validation import check_rules
 
 
@@ -30,7 +31,7 @@ class ImportOptions(BaseModel):
     key: list[str]
     on_conflict: OnConflict
     rules: dict[str, ColumnRule]
-    chunk_size: int
+    chunk_size: int | None
     dialect: CsvDialect
     columns: list[str] | None
     ignore_extra_columns: bool
@@ -55,13 +56,12 @@ class ImportJob(BaseModel):
     header: list[str]
     used: list[str]
     columns: list[str]
-    chunk_count: int
     max_error_rate: float
 
     def previous(self, index: int) -> int | None:
-        """The chunk that applies just before chunk `index`, if any."""
-        before = index + 1 if self.options.reverse else index - 1
-        return before if 0 <= before < self.chunk_count else None
+        """The chunk that applies just before chunk `index` (chunks are numbered in the
+        order they apply: from the end of the file in update mode), if any."""
+        return index - 1 if index > 0 else None
 
     @property
     def required(self) -> set[str]:
@@ -70,19 +70,14 @@ class ImportJob(BaseModel):
 
 
 class ImportPlan(BaseModel):
-    """The job, the file's chunks and which of them are still to do."""
+    """The job, the file's pieces (chunk_size rows each, or about PIECE_BYTES) and where the
+    work left to do starts."""
 
     job: ImportJob
     fingerprint: str
     total_rows: int
-    chunks: list[ChunkSpec]
-    pending: list[int]
-
-    @property
-    def pending_chunks(self) -> list[ChunkSpec]:
-        """Chunks still to do, in the order they apply."""
-        order = sorted(self.pending, reverse=self.job.options.reverse)
-        return [self.chunks[i] for i in order]
+    pieces: list[ChunkSpec]
+    start: ResumePoint
 
 
 def make_plan(
@@ -120,15 +115,14 @@ def make_plan(
         header=file_plan.header,
         used=used,
         columns=columns,
-        chunk_count=len(file_plan.chunks),
         max_error_rate=max_error_rate,
     )
     plan = ImportPlan(
         job=job,
         fingerprint=file_plan.fingerprint,
         total_rows=file_plan.total_rows,
-        chunks=file_plan.chunks,
-        pending=[c.index for c in file_plan.chunks],
+        pieces=file_plan.chunks,
+        start=resume_point(file_plan.chunks, [], reverse=options.reverse),
     )
     return register(engine, plan, flow_run_id)
 
@@ -208,14 +202,16 @@ def register(engine: Engine, plan: ImportPlan, flow_run_id: str | None) -> Impor
         "options": options,
         "status": "running",
         "total_rows": plan.total_rows,
-        "chunk_count": len(plan.chunks),
+        # Pieces for now: with automatic sizing the finished import records its real count.
+        "chunk_count": len(plan.pieces),
         "flow_run_id": flow_run_id,
     }
     done = register_import(
         engine, row, lambda existing: _check_same_import(plan, existing, options)
     )
-    pending = [i for i in plan.pending if i not in done]
-    return plan.model_copy(update={"pending": pending})
+    committed = [CommittedRange(index=i, start=start, end=end) for i, start, end in done]
+    start = resume_point(plan.pieces, committed, reverse=job.options.reverse)
+    return plan.model_copy(update={"start": start})
 
 
 def _check_same_import(

@@ -20,6 +20,7 @@ from tasks.imports.chunk import run_chunk
 from tasks.imports.csv_plan import ChunkSpec
 from tasks.imports.ledger import ImportTotals, ledger_totals, mark_failed, mark_finished
 from tasks.imports.plan import ImportJob, ImportOptions, ImportPlan, make_plan
+from tasks.imports.sizing import ChunkCutter
 from tasks.imports.writer import ChunkCounts
 
 
@@ -47,13 +48,14 @@ def plan_import(
             max_error_rate=max_error_rate,
             flow_run_id=flow_run_id,
         )
-    done = len(plan.chunks) - len(plan.pending)
+    done = plan.start.committed
     get_run_logger().info(
-        "import %s: %s rows in %s chunks of %s%s",
+        "import %s: %s rows, %s%s",
         import_id,
         f"{plan.total_rows:,}",
-        len(plan.chunks),
-        options.chunk_size,
+        f"chunks of {options.chunk_size:,} rows"
+        if options.chunk_size
+        else f"{plan.job.size / 1e6:,.1f} MB in chunks sized as it runs",
         f"; resuming, {done} chunks already committed" if done else "",
     )
     return plan
@@ -91,11 +93,20 @@ def finish_import(plan: ImportPlan) -> ImportTotals:
     return totals
 
 
-def run_in_order(plan: ImportPlan, window: int) -> Iterator[ChunkCounts]:
-    """Run the pending chunks with at most `window` in flight; yield their counts in file order.
+def chunk_cutter(plan: ImportPlan) -> ChunkCutter:
+    """What cuts the import's remaining chunks, from where its ledger ends."""
+    options = plan.job.options
+    return ChunkCutter(
+        plan.pieces, plan.start, reverse=options.reverse, automatic=options.chunk_size is None
+    )
 
-    Chunks apply in file order, so waiting on the oldest one loses nothing. On the first
-    failure the import is marked failed, so chunks still waiting for their turn stop.
+
+def run_in_order(plan: ImportPlan, cutter: ChunkCutter, window: int) -> Iterator[ChunkCounts]:
+    """Run the chunks `cutter` cuts with at most `window` in flight; yield their counts in order.
+
+    Chunks apply in the order they are cut, so waiting on the oldest one loses nothing; each
+    result tells the cutter how the import goes before it cuts the next. On the first failure
+    the import is marked failed, so chunks still waiting for their turn stop.
     """
 
     def fail(exc: BaseException) -> None:
@@ -103,5 +114,7 @@ def run_in_order(plan: ImportPlan, window: int) -> Iterator[ChunkCounts]:
         reason = str(exc) or f"stopped by {type(exc).__name__}"
         mark_failed(get_engine(plan.job.database), plan.job.import_id, reason)
 
-    chunks = ({"job": plan.job, "chunk": chunk} for chunk in plan.pending_chunks)
-    yield from results_in_order(import_chunk, chunks, window, on_error=fail)
+    chunks = ({"job": plan.job, "chunk": chunk} for chunk in cutter)
+    for counts in results_in_order(import_chunk, chunks, window, on_error=fail):
+        cutter.observe(counts.rows, counts.refused, already_committed=counts.already_committed)
+        yield counts

@@ -118,10 +118,13 @@ import_csv(source=sys.argv[1], table="users", key=KEY, rules=RULES, chunk_size=1
 """
 
 
-def start_import_child(users: UsersFile, url: str, chunks: int = 8) -> subprocess.Popen[bytes]:
-    """An import of `users` in a child process, once it has committed `chunks` chunks."""
+def start_import_child(
+    users: UsersFile, url: str, chunks: int = 8, script: str = IMPORT_CHILD
+) -> subprocess.Popen[bytes]:
+    """An import of `users` in a child process (`script`, given the file and the database),
+    once it has committed `chunks` chunks."""
     child = subprocess.Popen(
-        [sys.executable, "-c", IMPORT_CHILD, str(users.path), url],
+        [sys.executable, "-c", script, str(users.path), url],
         env={**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())},
         cwd=Path(__file__).parents[2],
         stdout=subprocess.DEVNULL,

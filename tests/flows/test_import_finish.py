@@ -24,7 +24,7 @@ finish_now = steps.finish_import.with_options(retry_delay_seconds=0)
 def finish(plan: ImportPlan, apply_chunks: bool) -> ImportTotals:
     """Apply the plan's chunks unless told not to, then run finish-import."""
     if apply_chunks:
-        for _ in steps.run_in_order(plan, 2):
+        for _ in steps.run_in_order(plan, steps.chunk_cutter(plan), 2):
             pass
     return finish_now(plan)
 

@@ -103,9 +103,11 @@ class ChunkWriter(ABC):
         self.kinds = {quote(dialect, c.name): (c.kind, c.sql_type) for c in job.table.columns}
         self.refused: dict[int, Reject] = {}
         self.lines: IntArray = np.zeros(0, dtype=np.int64)
+        self.chunk: ChunkSpec | None = None
 
     def write(self, staged: StagedChunk) -> ChunkCounts:
         self.lines = staged.lines
+        self.chunk = staged.chunk
         with raw_connection(self.engine) as conn, database_errors(f"chunk {staged.chunk.index}"):
             try:
                 return self.transaction(conn, staged)
@@ -144,6 +146,7 @@ class ChunkWriter(ABC):
             failed=failed,
             cum_rows=previous[0] + staged.rows,
             cum_failed=previous[1] + failed,
+            refused=len(self.refused),
         )
         if counts.inserted + counts.updated + counts.skipped + counts.failed != counts.rows:
             raise AssertionError(f"chunk {chunk.index}: counts do not add up: {counts}")
@@ -267,9 +270,26 @@ class ChunkWriter(ABC):
                     f"for chunk {previous}"
                 )
             if row[1] is not None:
+                self.check_adjacent(index, previous, int(row[3]), int(row[4]))
                 return int(row[1]), int(row[2])
             time.sleep(delay)
             delay = min(delay * 1.5, WAIT_MAX_SECONDS)
+
+    def check_adjacent(self, index: int, previous: int, start: int, end: int) -> None:
+        """Chunk `index` must start where `previous` ended (in update mode: end where it
+        started), or two runs that cut the file differently would overlap or leave a gap."""
+        if self.chunk is None:
+            return
+        ours, theirs = (
+            (self.chunk.end, start) if self.job.options.reverse else (self.chunk.start, end)
+        )
+        if ours != theirs:
+            raise ImportStopped(
+                f"import {self.job.import_id!r}: chunk {index} (bytes {self.chunk.start}-"
+                f"{self.chunk.end}) does not follow committed chunk {previous} (bytes {start}-"
+                f"{end}): another run of this import cut the file differently. Run it again "
+                "once no other run of it is active; it resumes where the ledger ends"
+            )
 
     def claim(self, cur: Any, chunk: ChunkSpec) -> bool:
         """Insert the chunk's ledger row; False if a committed run already holds it."""
@@ -278,6 +298,13 @@ class ChunkWriter(ABC):
     def committed_counts(self, conn: Any, index: int) -> ChunkCounts:
         """The counts the run that committed chunk `index` recorded."""
         row = self.fetchone(conn.cursor(), *ledger.committed_chunk(self.job.import_id, index))
+        if self.chunk is not None and (self.chunk.start, self.chunk.end) != tuple(row[-2:]):
+            raise ImportStopped(
+                f"import {self.job.import_id!r}: chunk {index} is committed with bytes "
+                f"{row[-2]}-{row[-1]}, not {self.chunk.start}-{self.chunk.end}: another run "
+                "of this import cut the file differently. Run it again once no other run of "
+                "it is active; it resumes where the ledger ends"
+            )
         return ledger.committed_counts(index, row)
 
     def await_turn(self, cur: Any, previous: int) -> None:
