@@ -10,6 +10,13 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from tasks.common.deadline import (
+    HOUR,
+    MINUTE,
+    RunTimeoutSeconds,
+    TaskTimeoutSeconds,
+    with_run_timeout,
+)
 from tasks.common.progress import RunProgress
 from tasks.db.engine import get_engine
 from tasks.imports.csv_plan import CsvDialect
@@ -32,6 +39,7 @@ class ImportResult(ImportTotals):
 
 
 @flow(name="import-csv", log_prints=True)
+@with_run_timeout
 def import_csv(
     source: str,
     table: str,
@@ -48,6 +56,8 @@ def import_csv(
     header: bool = True,
     columns: list[str] | None = None,
     ignore_extra_columns: bool = False,
+    timeout_seconds: RunTimeoutSeconds = 6 * HOUR,
+    chunk_timeout_seconds: TaskTimeoutSeconds = 10 * MINUTE,
 ) -> ImportResult:
     """Import a CSV file into an existing table: validated, de-duplicated, exactly once.
 
@@ -74,6 +84,11 @@ def import_csv(
         header: Whether line 1 names the columns.
         columns: Column names for a file without a header line.
         ignore_extra_columns: Skip header columns the table does not have instead of failing.
+        timeout_seconds: Time limit of the whole run (default 6 hours): past it the run
+            ends Failed (TimedOut); committed chunks stay and a rerun with the same
+            import_id resumes.
+        chunk_timeout_seconds: Time limit of one chunk (default 10 minutes); a chunk
+            past it fails the run, rolled back, never half applied.
     """
     started = time.monotonic()
     run_id = flow_run.get_id()
@@ -98,7 +113,7 @@ def import_csv(
     )
     progress = RunProgress(f"Importing {source} into {table}", f"import {import_id}")
     window = max_concurrency or (os.cpu_count() or 2) + 2
-    for counts in run_in_order(plan, window):
+    for counts in run_in_order(plan, window, chunk_timeout_seconds):
         _report(progress, plan, counts)
     totals = finish_import(plan)
     seconds = time.monotonic() - started

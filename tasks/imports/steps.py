@@ -82,8 +82,12 @@ def finish_import(plan: ImportPlan) -> ImportTotals:
     return totals
 
 
-def run_in_order(plan: ImportPlan, window: int) -> Iterator[ChunkCounts]:
+def run_in_order(
+    plan: ImportPlan, window: int, chunk_timeout_seconds: float | None = None
+) -> Iterator[ChunkCounts]:
     """Run the pending chunks with at most `window` in flight; yield their counts in file order.
+
+    Each chunk may take `chunk_timeout_seconds` at most after the one before it finished.
 
     Chunks apply in file order, so waiting on the oldest one loses nothing. On the first
     failure the import is marked failed, so chunks still waiting for their turn stop.
@@ -95,4 +99,6 @@ def run_in_order(plan: ImportPlan, window: int) -> Iterator[ChunkCounts]:
         mark_failed(get_engine(plan.job.database), plan.job.import_id, reason)
 
     chunks = ({"job": plan.job, "chunk": chunk} for chunk in plan.pending_chunks)
-    yield from results_in_order(import_chunk, chunks, window, on_error=fail)
+    yield from results_in_order(
+        import_chunk, chunks, window, on_error=fail, timeout_seconds=chunk_timeout_seconds
+    )
