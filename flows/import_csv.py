@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from tasks.common.deadline import (
     HOUR,
@@ -19,6 +20,7 @@ from tasks.common.deadline import (
 )
 from tasks.common.progress import RunProgress
 from tasks.db.engine import get_engine
+from tasks.imports.alerts import emit_error_rate_alert
 from tasks.imports.csv_plan import CsvDialect
 from tasks.imports.ledger import ImportTotals, first_rejects
 from tasks.imports.plan import ImportOptions, ImportPlan
@@ -49,6 +51,7 @@ def import_csv(
     chunk_size: int = 10_000,
     max_concurrency: int | None = None,
     max_error_rate: float = 1.0,
+    alert_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.1,
     import_id: str | None = None,
     database: str | None = None,
     delimiter: str = ",",
@@ -75,6 +78,9 @@ def import_csv(
         max_concurrency: Chunks parsed and staged at once; default: CPU cores + 2.
         max_error_rate: Stop the import once rejected/processed rows exceed this share
             (0.05 = 5 %); committed chunks stay. 1.0 never stops.
+        alert_error_rate: Send the error-rate alert (a Prefect event the bootstrap's
+            automation notifies on) when the import ends with more than this share of its
+            rows rejected (0.1 = 10 %); 1.0 never alerts.
         import_id: Identity of the import; run again with the same id to resume it.
             Default: this flow run's id, so Prefect retries resume.
         database: SQLAlchemy URL, or the name of a saved SqlAlchemyConnector block;
@@ -127,6 +133,9 @@ def import_csv(
         rows_per_second=round(totals.total / seconds, 1) if seconds else 0.0,
     )
     _summarize(progress, plan, result)
+    reason = emit_error_rate_alert(import_id, result.table, source, totals, alert_error_rate)
+    if reason:
+        get_run_logger().warning("import %s: %s", import_id, reason)
     return result
 
 
