@@ -10,5 +10,5 @@ from prefect.testing.utilities import prefect_test_harness
 
 @pytest.fixture(autouse=True, scope="session")
 def prefect_api() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):
         yield
