@@ -43,7 +43,7 @@ server: setup ## local Prefect server in the background on 127.0.0.1:4200 (BATCH
 deploy: setup ## bootstrap pool, queues, limits, block; then every deployment in prefect.yaml
 	$(PY) -m deployments.local deploy
 
-worker: setup ## a process worker on pool batchflows, in the background
+worker: setup ## a process worker on pool batchflows, in the background, under a supervisor that stops its flow runs first on SIGTERM
 	$(PY) -m deployments.local worker
 
 service: setup ## the jobs HTTP API in the background on 127.0.0.1:8000 (BATCHFLOWS_SERVICE_PORT)

@@ -4,7 +4,8 @@
 PREFECT_API_URL: the process work pool `batchflows` with its priority queues, the global
 concurrency limit `api-rate` the API flows take slots from, and, when BATCHFLOWS_DATABASE_URL
 is set, the SqlAlchemyConnector block `warehouse` that flows accept as `database=warehouse`.
-Per-deployment concurrency (at most two imports at once) is declared in prefect.yaml.
+Per-deployment concurrency (at most two imports at once) is declared in prefect.yaml. The
+automations (zombie runs marked Crashed, alerts) are described in deployments/automations.py.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prefect.workers.process import ProcessWorker
 from prefect_sqlalchemy import SqlAlchemyConnector
 from pydantic import BaseModel
 
+from deployments.automations import Automations, ensure_automations
 from tasks.db.engine import ENV_VAR
 
 POOL = "batchflows"
@@ -36,6 +38,7 @@ class Bootstrapped(BaseModel):
     queues: dict[str, int]
     api_rate: int
     warehouse_block: bool
+    automations: Automations
 
 
 def ensure_pool(client: SyncPrefectClient, name: str = POOL) -> None:
@@ -96,6 +99,7 @@ def bootstrap() -> Bootstrapped:
         queues=queues,
         api_rate=api_rate,
         warehouse_block=ensure_warehouse(os.environ.get(ENV_VAR)),
+        automations=ensure_automations(POOL),
     )
 
 

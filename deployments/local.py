@@ -109,11 +109,12 @@ def deploy(*, brief: bool = False) -> None:
 
 
 def worker() -> None:
-    """A process worker on pool `batchflows` in the background, unless ours still runs."""
+    """A process worker on pool `batchflows` in the background, unless ours still runs; it runs
+    under deployments.supervisor, so a plain SIGTERM stops its flow runs first."""
     if pid := running_pid("worker"):
         print(f"worker already running (PID {pid})")
         return
-    process = _start("worker", processes.worker_command(POOL, WORKER_LIMIT))
+    process = _start("worker", processes.supervised_worker_command(POOL, WORKER_LIMIT))
     print(f"worker started on pool {POOL} (PID {process.pid}, log .prefect/worker.log)")
 
 
@@ -141,10 +142,15 @@ def demo_key() -> str:
 
 
 def stop() -> None:
-    """Stop the service, the worker, then the server, that these commands started."""
-    for name in ("service", "worker", "server"):
+    """Stop the service, the worker (its flow runs first), then the server, that these
+    commands started."""
+    for name, stop_process in (
+        ("service", processes.stop),
+        ("worker", processes.stop_supervisor),
+        ("server", processes.stop),
+    ):
         pid = running_pid(name)
-        if pid and processes.stop(pid):
+        if pid and stop_process(pid):
             print(f"stopped {name} (PID {pid})")
         _pid_file(name).unlink(missing_ok=True)
 

@@ -113,6 +113,29 @@ def wait_service(url: str, process: subprocess.Popen[bytes], timeout: float = 60
         time.sleep(0.3)
 
 
+def supervised_worker_command(pool: str, limit: int) -> list[str]:
+    """The worker under deployments.supervisor, which stops its flow runs first on SIGTERM."""
+    options = ["--pool", pool, "--limit", str(limit)]
+    return [sys.executable, "-m", "deployments.supervisor", *options]
+
+
+def stop_supervisor(pid: int, timeout: float = 90) -> bool:
+    """Stop a supervised worker: SIGTERM to the supervisor alone, which stops the flow runs
+    and then the worker; what still runs after `timeout` is stopped as `stop` does.
+    False if nothing was running."""
+    if not group_alive(pid):
+        return False
+    workers = session_children(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(map(group_alive, [pid, *workers])) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for group in [*workers, pid]:
+        stop(group, timeout=10)
+    return True
+
+
 def _reap(pid: int) -> None:
     """Collect `pid`'s exit status if it is our child, so it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError):

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import Field
 
+from tasks.common.deadline import HOUR, RunTimeoutSeconds, with_run_timeout
 from tasks.retention import (
     Removed,
     cutoff_of,
@@ -29,10 +30,12 @@ class CleanupResult(Removed):
 
 
 @flow(name="cleanup", log_prints=True)
+@with_run_timeout
 def cleanup(
     retention_days: Annotated[int, Field(ge=0)] = 30,
     dry_run: bool = False,
     database: str | None = None,
+    timeout_seconds: RunTimeoutSeconds = 1 * HOUR,
 ) -> CleanupResult:
     """Delete expired exports, abandoned export temp files, and old bookkeeping of finished work.
 
@@ -45,6 +48,8 @@ def cleanup(
         dry_run: Only count what would be deleted.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        timeout_seconds: Time limit of the whole run (default 1 hour); every batch it
+            deletes is its own transaction, so a stop leaves nothing half deleted.
     """
     now = datetime.now(UTC)
     cutoff = cutoff_of(now, retention_days)

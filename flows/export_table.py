@@ -11,6 +11,13 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from tasks.common import RunProgress, results_in_order, schema_bounds
+from tasks.common.deadline import (
+    HOUR,
+    MINUTE,
+    RunTimeoutSeconds,
+    TaskTimeoutSeconds,
+    with_run_timeout,
+)
 from tasks.exports import (
     Compression,
     ExportJob,
@@ -41,6 +48,7 @@ class ExportResult(BaseModel):
 
 
 @flow(name="export-table", log_prints=True)
+@with_run_timeout
 def export_table(
     *,
     table: str | None = None,
@@ -55,6 +63,8 @@ def export_table(
     chunk_size: Annotated[int, schema_bounds(exclusiveMinimum=0)] = 100_000,
     max_concurrency: Annotated[int, Field(gt=0)] = 2,
     database: str | None = None,
+    timeout_seconds: RunTimeoutSeconds = 2 * HOUR,
+    part_timeout_seconds: TaskTimeoutSeconds = 30 * MINUTE,
 ) -> ExportResult:
     """Export a table or a read-only query to one file, from one consistent snapshot.
 
@@ -77,6 +87,9 @@ def export_table(
         max_concurrency: Parts read and written at once.
         database: SQLAlchemy URL, or the name of a saved SqlAlchemyConnector block;
             default $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        timeout_seconds: Time limit of the whole run (default 2 hours): past it the run
+            ends Failed (TimedOut) and no file, final or temporary, is left behind.
+        part_timeout_seconds: Time limit of one part (default 30 minutes).
     """
     started = time.monotonic()
     now = datetime.now(UTC)
@@ -95,7 +108,7 @@ def export_table(
         now=now,
     )
     progress = RunProgress(f"Exporting {job.source.label}", f"export to {job.filename}")
-    parts = _export_parts(job, chunk_size, max_concurrency, progress)
+    parts = _export_parts(job, chunk_size, max_concurrency, part_timeout_seconds, progress)
     expires_at = now + timedelta(hours=expires_in_hours)
     published = finish_export(job, parts, filename is not None, expires_at, flow_run.get_id())
     seconds = time.monotonic() - started
@@ -118,14 +131,20 @@ def export_table(
 
 
 def _export_parts(
-    job: ExportJob, chunk_size: int, max_concurrency: int, progress: RunProgress
+    job: ExportJob,
+    chunk_size: int,
+    max_concurrency: int,
+    part_timeout_seconds: float,
+    progress: RunProgress,
 ) -> list[PartResult]:
     """Every part written to its temporary file, in order; on failure none is left behind."""
     done: list[PartResult] = []
     try:
         with shared_snapshot(job, chunk_size) as (bound, ranges):
             parameters = ({"job": bound, "part": part} for part in ranges)
-            for result in results_in_order(export_part, parameters, max_concurrency):
+            for result in results_in_order(
+                export_part, parameters, max_concurrency, timeout_seconds=part_timeout_seconds
+            ):
                 done.append(result)
                 progress.update(
                     100.0 * len(done) / len(ranges),

@@ -12,6 +12,13 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from tasks.common import RunProgress, schema_bounds
+from tasks.common.deadline import (
+    HOUR,
+    MINUTE,
+    RunTimeoutSeconds,
+    TaskTimeoutSeconds,
+    with_run_timeout,
+)
 from tasks.db import get_engine
 from tasks.imports import (
     ChunkCounts,
@@ -23,6 +30,7 @@ from tasks.imports import (
     ImportTotals,
     OnConflict,
     chunk_cutter,
+    emit_error_rate_alert,
     finish_import,
     first_rejects,
     plan_import,
@@ -42,6 +50,7 @@ class ImportResult(ImportTotals):
 
 
 @flow(name="import-csv", log_prints=True)
+@with_run_timeout
 def import_csv(
     source: Annotated[str, Field(min_length=1)],
     table: Annotated[str, Field(min_length=1)],
@@ -51,6 +60,7 @@ def import_csv(
     chunk_size: Annotated[int, Field(gt=0)] | None = None,
     max_concurrency: Annotated[int, Field(gt=0)] | None = None,
     max_error_rate: Annotated[float, schema_bounds(minimum=0, maximum=1)] = 1.0,
+    alert_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.1,
     import_id: str | None = None,
     database: str | None = None,
     delimiter: Annotated[str, schema_bounds(minLength=1, maxLength=1)] = ",",
@@ -58,6 +68,8 @@ def import_csv(
     header: bool = True,
     columns: list[str] | None = None,
     ignore_extra_columns: bool = False,
+    timeout_seconds: RunTimeoutSeconds = 6 * HOUR,
+    chunk_timeout_seconds: TaskTimeoutSeconds = 10 * MINUTE,
 ) -> ImportResult:
     """Import a CSV file into an existing table: validated, de-duplicated, exactly once.
 
@@ -78,6 +90,9 @@ def import_csv(
         max_concurrency: Chunks parsed and staged at once; default: CPU cores + 2.
         max_error_rate: Stop the import once rejected/processed rows exceed this share
             (0.05 = 5 %); committed chunks stay. 1.0 never stops.
+        alert_error_rate: Send the error-rate alert (a Prefect event the bootstrap's
+            automation notifies on) when the import ends with more than this share of its
+            rows rejected (0.1 = 10 %); 1.0 never alerts.
         import_id: Identity of the import; run again with the same id to resume it.
             Default: this flow run's id, so Prefect retries resume.
         database: SQLAlchemy URL, or the name of a saved SqlAlchemyConnector block;
@@ -87,6 +102,11 @@ def import_csv(
         header: Whether line 1 names the columns.
         columns: Column names for a file without a header line.
         ignore_extra_columns: Skip header columns the table does not have instead of failing.
+        timeout_seconds: Time limit of the whole run (default 6 hours): past it the run
+            ends Failed (TimedOut); committed chunks stay and a rerun with the same
+            import_id resumes.
+        chunk_timeout_seconds: Time limit of one chunk (default 10 minutes); a chunk
+            past it fails the run, rolled back, never half applied.
     """
     started = time.monotonic()
     run_id = flow_run.get_id()
@@ -112,7 +132,7 @@ def import_csv(
     progress = RunProgress(f"Importing {source} into {table}", f"import {import_id}")
     window = max_concurrency or (os.cpu_count() or 2) + 2
     cutter = chunk_cutter(plan)
-    for counts in run_in_order(plan, cutter, window):
+    for counts in run_in_order(plan, cutter, window, chunk_timeout_seconds):
         _report(progress, plan, cutter, counts)
     totals = finish_import(plan)
     seconds = time.monotonic() - started
@@ -126,6 +146,9 @@ def import_csv(
         rows_per_second=round(totals.total / seconds, 1) if seconds else 0.0,
     )
     _summarize(progress, plan, result)
+    reason = emit_error_rate_alert(import_id, result.table, source, totals, alert_error_rate)
+    if reason:
+        get_run_logger().warning("import %s: %s", import_id, reason)
     return result
 
 

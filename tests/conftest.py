@@ -1,5 +1,8 @@
 """Databases for tests: the real PostgreSQL (a fresh schema per test) and a SQLite file.
 
+Every test also gets its own exports root and default database under its tmp dir, so no
+test reads, writes or deletes files of the checkout (data/).
+
 PostgreSQL tests never skip silently: if the server cannot be reached they fail, unless
 BATCHFLOWS_SKIP_POSTGRES=1 says on purpose that this machine has none (never set in CI).
 """
@@ -20,6 +23,17 @@ from tasks.db.engine import dispose_engines
 ADMIN_URL = os.environ.get(
     "BATCHFLOWS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+@pytest.fixture(autouse=True)
+def isolated_paths(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """$BATCHFLOWS_EXPORTS_ROOT and the default SQLite database, in a directory of this test."""
+    root = tmp_path_factory.mktemp("isolated")
+    monkeypatch.setenv("BATCHFLOWS_EXPORTS_ROOT", str(root / "exports"))
+    monkeypatch.setenv("BATCHFLOWS_DATABASE_URL", f"sqlite:///{root / 'batchflows.db'}")
+    return root
 
 
 def _admin_connect() -> psycopg.Connection[tuple[object, ...]]:

@@ -6,11 +6,15 @@ input. On the first failure nothing more is submitted, the work in flight is let
 half-done transaction is never abandoned) and the error is raised.
 Inside a flow run the flow's task runner takes the submissions; outside one (a flow's `.fn()`
 called directly) a thread-pool runner of our own does, so the flows work either way.
+With `timeout_seconds`, each task must finish within that long after the one before it in
+order finished (so waiting for its turn does not count against it); otherwise the window
+raises `TaskTimedOut`, after the same wait for the work in flight.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +25,8 @@ from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.common.deadline import TaskTimedOut
+
 Result = TypeVar("Result")
 Submit = Callable[[dict[str, Any]], PrefectFuture[Result]]
 
@@ -30,6 +36,7 @@ def results_in_order(
     parameter_sets: Iterable[dict[str, Any]],
     ahead: int,
     on_error: Callable[[BaseException], None] | None = None,
+    timeout_seconds: float | None = None,
 ) -> Iterator[Result]:
     """`task`'s result for each set of parameters, in order, up to `ahead` submitted at once.
 
@@ -41,9 +48,10 @@ def results_in_order(
         window: deque[PrefectFuture[Result]] = deque(
             submit(parameters) for parameters in itertools.islice(pending, ahead)
         )
+        position = 0
         while window:
             try:
-                result = window.popleft().result()
+                result = _result_within(window.popleft(), timeout_seconds, task.name, position)
             except BaseException as exc:
                 if on_error is not None:
                     on_error(exc)
@@ -51,7 +59,25 @@ def results_in_order(
                     future.wait()
                 raise
             window.extend(submit(parameters) for parameters in itertools.islice(pending, 1))
+            position += 1
             yield result
+
+
+def _result_within(
+    future: PrefectFuture[Result], seconds: float | None, name: str, position: int
+) -> Result:
+    """The future's result, waiting at most `seconds` (None: as long as it takes)."""
+    started = time.monotonic()
+    try:
+        return future.result(timeout=seconds)
+    except TimeoutError as exc:
+        if seconds is None or time.monotonic() - started < seconds:
+            raise  # the task's own TimeoutError, not our wait
+        raise TaskTimedOut(
+            f"{name} number {position + 1} did not finish within its time limit of "
+            f"{seconds:g} s (counted from when the one before it finished); the run stops, "
+            "and that task commits whole or rolls back"
+        ) from exc
 
 
 @contextmanager

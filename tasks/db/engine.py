@@ -3,6 +3,11 @@
 Every flow takes `database: str | None`, resolved the same way: a value containing `://` is a
 SQLAlchemy URL, any other value names a saved `SqlAlchemyConnector` block, and `None` falls
 back to `$BATCHFLOWS_DATABASE_URL`, then to the embedded SQLite file `data/batchflows.db`.
+
+Every PostgreSQL session waits at most `$BATCHFLOWS_LOCK_TIMEOUT_SECONDS` (default 60) for a
+lock and runs a statement at most `$BATCHFLOWS_STATEMENT_TIMEOUT_SECONDS` (default 3600): a
+chunk stuck behind another transaction's lock fails as a transient error (retried, then the
+run fails) instead of holding its run forever. 0 turns a limit off.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from tasks.errors import InputError
 ENV_VAR = "BATCHFLOWS_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///data/batchflows.db"
 SQLITE_BUSY_TIMEOUT_SECONDS = 60
+LOCK_TIMEOUT_VAR = "BATCHFLOWS_LOCK_TIMEOUT_SECONDS"
+STATEMENT_TIMEOUT_VAR = "BATCHFLOWS_STATEMENT_TIMEOUT_SECONDS"
+DEFAULT_LOCK_TIMEOUT_SECONDS = 60.0
+DEFAULT_STATEMENT_TIMEOUT_SECONDS = 3600.0
 
 Backend = Literal["postgresql", "sqlite"]
 
@@ -127,7 +136,40 @@ def _create_engine(url: URL) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    limits = postgres_session_limits()
+    sa.event.listen(engine, "connect", lambda conn, _record: _postgres_on_connect(conn, limits))
+    return engine
+
+
+def postgres_session_limits() -> dict[str, str]:
+    """`lock_timeout` and `statement_timeout` for new PostgreSQL sessions, from the environment."""
+    return {
+        "lock_timeout": _milliseconds(LOCK_TIMEOUT_VAR, DEFAULT_LOCK_TIMEOUT_SECONDS),
+        "statement_timeout": _milliseconds(
+            STATEMENT_TIMEOUT_VAR, DEFAULT_STATEMENT_TIMEOUT_SECONDS
+        ),
+    }
+
+
+def _milliseconds(variable: str, default: float) -> str:
+    raw = os.environ.get(variable, "").strip()
+    try:
+        seconds = float(raw) if raw else default
+    except ValueError:
+        raise InputError(f"${variable}: {raw!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise InputError(f"${variable}: {raw!r} must be 0 (no limit) or more seconds")
+    return str(round(seconds * 1000))
+
+
+def _postgres_on_connect(dbapi_connection: Any, limits: dict[str, str]) -> None:
+    # Session settings, outside any transaction, so a rollback keeps them.
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    for name, value in limits.items():
+        dbapi_connection.execute("SELECT set_config(%s, %s, false)", (name, value))
+    dbapi_connection.autocommit = autocommit
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -4,6 +4,7 @@ Flows import from here; modules inside `tasks/` import the module itself
 (`tasks.imports.ledger`), so this file never takes part in an import cycle.
 """
 
+from tasks.imports.alerts import emit_error_rate_alert
 from tasks.imports.csv_plan import CsvDialect
 from tasks.imports.ledger import ChunkCounts, ImportTotals, first_rejects
 from tasks.imports.plan import ImportOptions, ImportPlan
@@ -21,6 +22,7 @@ __all__ = [
     "ImportTotals",
     "OnConflict",
     "chunk_cutter",
+    "emit_error_rate_alert",
     "finish_import",
     "first_rejects",
     "plan_import",

@@ -101,12 +101,18 @@ def chunk_cutter(plan: ImportPlan) -> ChunkCutter:
     )
 
 
-def run_in_order(plan: ImportPlan, cutter: ChunkCutter, window: int) -> Iterator[ChunkCounts]:
+def run_in_order(
+    plan: ImportPlan,
+    cutter: ChunkCutter,
+    window: int,
+    chunk_timeout_seconds: float | None = None,
+) -> Iterator[ChunkCounts]:
     """Run the chunks `cutter` cuts with at most `window` in flight; yield their counts in order.
 
     Chunks apply in the order they are cut, so waiting on the oldest one loses nothing; each
     result tells the cutter how the import goes before it cuts the next. On the first failure
-    the import is marked failed, so chunks still waiting for their turn stop.
+    the import is marked failed, so chunks still waiting for their turn stop. Each chunk may
+    take `chunk_timeout_seconds` at most after the one before it finished.
     """
 
     def fail(exc: BaseException) -> None:
@@ -115,6 +121,8 @@ def run_in_order(plan: ImportPlan, cutter: ChunkCutter, window: int) -> Iterator
         mark_failed(get_engine(plan.job.database), plan.job.import_id, reason)
 
     chunks = ({"job": plan.job, "chunk": chunk} for chunk in cutter)
-    for counts in results_in_order(import_chunk, chunks, window, on_error=fail):
+    for counts in results_in_order(
+        import_chunk, chunks, window, on_error=fail, timeout_seconds=chunk_timeout_seconds
+    ):
         cutter.observe(counts.rows, counts.refused, already_committed=counts.already_committed)
         yield counts

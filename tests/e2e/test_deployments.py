@@ -32,7 +32,8 @@ from tests.flows.helpers import (
     table_ids,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+# The first test also waits for the module's server, bootstrap and deploy.
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ import pytest
 
 from deployments.processes import ROOT, free_port
 
-pytestmark = pytest.mark.e2e
+# make demo alone may take 600 s on a loaded machine; make stop 120 s more.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def copy_of_checkout(target: Path) -> Path:

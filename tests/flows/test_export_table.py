@@ -334,13 +334,23 @@ def test_a_failing_part_leaves_no_file_and_fails_the_run(
     assert not any(path.is_file() for path in exports_root.rglob("*"))
 
 
-def test_exports_never_overwrite_and_default_names_get_a_suffix(database_url: str) -> None:
+def test_exports_never_overwrite_and_default_names_get_a_suffix(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _create_items(database_url, [1])
     first = _export(database_url, table="items", filename="items.csv")
     with pytest.raises(InputError, match="already exists"):
         _export(database_url, table="items", filename="items.csv")
-    names = {Path(_export(database_url, table="items").path).name for _ in range(3)}
-    assert len(names) == 3
+    # Three exports within the same second: the default name is taken, then -2, then -3.
+    monkeypatch.setattr(
+        "tasks.exports.steps.default_filename", lambda *_: "items_20261125T084500Z.csv.gz"
+    )
+    names = [Path(_export(database_url, table="items").path).name for _ in range(3)]
+    assert names == [
+        "items_20261125T084500Z.csv.gz",
+        "items_20261125T084500Z-2.csv.gz",
+        "items_20261125T084500Z-3.csv.gz",
+    ]
     assert Path(first.path).exists()
 
 

@@ -206,12 +206,23 @@ def test_rows_the_database_refuses_become_rejects(
         "active boolean NOT NULL, created_at timestamp NOT NULL, bio text)",
     )
     result = _import(users.path, database_url, rules={}, on_conflict=on_conflict)
-    too_old = query(database_url, "SELECT count(*) FROM users WHERE age >= 60")[0][0]
-    assert too_old == 0
-    assert result.failed > 0
-    assert result.inserted + result.failed == 120
-    reasons = query(database_url, "SELECT errors FROM batchflows_rejects")
-    assert all("_database" in str(r.errors) for r in reasons)
+    rows: dict[int, dict[str, str]] = {}  # first line of each record (bios span lines) -> row
+    with users.path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        start = 2
+        for row in reader:
+            rows[start] = row
+            start = reader.line_num + 1
+    # The CHECK (age < 60) refuses exactly the rows aged 60 or more, by their file line.
+    refused = {line for line, row in rows.items() if row["age"] and int(row["age"]) >= 60}
+    assert refused
+    assert result.failed == len(refused)
+    assert result.inserted == 120 - len(refused)
+    rejects = query(database_url, "SELECT line, errors FROM batchflows_rejects")
+    assert {int(r.line) for r in rejects} == refused
+    assert all("_database" in str(r.errors) for r in rejects)
+    kept = {row["email"] for line, row in rows.items() if line not in refused}
+    assert set(table_ids(database_url)) == kept
 
 
 def test_headerless_files_and_extra_columns(tmp_path: Path, database_url: str) -> None:

@@ -97,11 +97,24 @@ class PostgresWriter(ChunkWriter):
             copy.write(buffer.getbuffer())
 
     def await_turn(self, cur: Any, previous: int) -> None:
-        # Wait for the previous chunk's transaction lock to be free, and hold nothing.
+        # Wait for the previous chunk's transaction lock to be free, and hold nothing. Waiting
+        # for our own import's previous chunk is expected, however long that chunk (itself
+        # bounded by the session limits) takes: lift the session's lock and statement
+        # timeouts for this one wait only.
+        cur.execute(
+            "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+            "set_config('lock_timeout', '0', true), set_config('statement_timeout', '0', true)"
+        )
+        lock_timeout, statement_timeout, _, _ = cur.fetchone()
         cur.execute(
             "SELECT pg_advisory_lock(hashtext(%(id)s), %(chunk)s), "
             "pg_advisory_unlock(hashtext(%(id)s), %(chunk)s)",
             {"id": self.job.import_id, "chunk": previous},
+        )
+        cur.execute(
+            "SELECT set_config('lock_timeout', %s, true), "
+            "set_config('statement_timeout', %s, true)",
+            (lock_timeout, statement_timeout),
         )
 
     def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:

@@ -54,3 +54,18 @@ def test_unused_columns_are_not_kept() -> None:
 def test_semicolon_files() -> None:
     parsed = parse_chunk(b'1;"a;b";c\n', _chunk(), HEADER, HEADER, CsvDialect(delimiter=";"))
     assert parsed.strings.column("name").to_pylist() == ["a;b"]
+
+
+def test_a_bare_carriage_return_outside_quotes_rejects_only_its_record() -> None:
+    # Found by tests/faults/test_fuzzed_csv.py: pyarrow ends a line at a bare CR, the
+    # scanner does not, so ",,\r0" would have become two records and failed the chunk.
+    data = b',,\r0\n1,2,3\n"a\rb",1,2\r\n'
+    chunk = ChunkSpec(index=0, start=0, end=len(data), first_line=2, first_row=1, rows=3)
+    parsed = parse_chunk(data, chunk, ["k", "n", "s"], ["k", "n", "s"], CsvDialect())
+    assert parsed.strings.to_pylist() == [
+        {"k": "1", "n": "2", "s": "3"},
+        {"k": "a\rb", "n": "1", "s": "2"},
+    ]
+    (reject,) = parsed.rejects
+    assert (reject.line, reject.raw) == (2, ",,\r0")
+    assert "carriage return outside quotes" in reject.errors["_record"]
