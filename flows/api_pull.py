@@ -11,6 +11,7 @@ from tasks.api.pagination import PagePagination, Pagination, Scalar
 from tasks.api.pull_pages import PullTotals, pull_pages
 from tasks.api.pull_plan import PullPlan, plan_pull
 from tasks.api.watermark import Incremental
+from tasks.common.deadline import HOUR, RunTimeoutSeconds, with_run_timeout
 from tasks.common.run_log import run_logger
 from tasks.http.caller import HttpCaller
 from tasks.http.options import (
@@ -61,6 +62,7 @@ class PullResult(BaseModel):
 
 
 @flow(name="api-pull", log_prints=True, task_runner=api_task_runner())
+@with_run_timeout
 @documents_http_parameters
 def api_pull(
     *,
@@ -85,6 +87,7 @@ def api_pull(
     breaker_failures: Failures = 5,
     breaker_pause_seconds: Seconds = 30.0,
     database: str | None = None,
+    timeout_seconds: RunTimeoutSeconds = 2 * HOUR,
 ) -> PullResult:
     """Read every page of an API collection and upsert its records into a table, on its key.
 
@@ -106,6 +109,9 @@ def api_pull(
             The mark is stored in batchflows_sync_state with the pages it covers.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        timeout_seconds: Time limit of the whole run (default 2 hours): past it the run
+            ends Failed (TimedOut); the pages committed so far stay, with the watermark
+            they cover, and a rerun goes on from there.
     """
     http = HttpOptions.of(
         headers=headers,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from tasks.api.push_source import plan_push
 from tasks.api.send import SendCounts, push_rows
+from tasks.common.deadline import HOUR, RunTimeoutSeconds, with_run_timeout
 from tasks.http.caller import HttpCaller
 from tasks.http.options import (
     Concurrency,
@@ -53,6 +54,7 @@ class PushResult(BaseModel):
 
 
 @flow(name="api-push", log_prints=True, task_runner=api_task_runner())
+@with_run_timeout
 @documents_http_parameters
 def api_push(
     *,
@@ -75,6 +77,7 @@ def api_push(
     breaker_failures: Failures = 5,
     breaker_pause_seconds: Seconds = 30.0,
     database: str | None = None,
+    timeout_seconds: RunTimeoutSeconds = 2 * HOUR,
 ) -> PushResult:
     """Send every row of a table (or query) to an API, each request with an Idempotency-Key.
 
@@ -95,6 +98,9 @@ def api_push(
             JSON list.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        timeout_seconds: Time limit of the whole run (default 2 hours): past it the run
+            ends Failed (TimedOut); every record sent so far is counted or
+            dead-lettered, and a rerun sends the rest with the same idempotency keys.
     """
     http = HttpOptions.of(
         headers=headers,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from tasks.api.dead_letters import plan_replay
 from tasks.api.send import SendCounts, replay_letters
+from tasks.common.deadline import HOUR, RunTimeoutSeconds, with_run_timeout
 from tasks.http.caller import HttpCaller
 from tasks.http.options import (
     Concurrency,
@@ -50,6 +51,7 @@ class ReplayResult(BaseModel):
 
 
 @flow(name="replay-dead-letters", log_prints=True, task_runner=api_task_runner())
+@with_run_timeout
 @documents_http_parameters
 def replay_dead_letters(
     *,
@@ -67,6 +69,7 @@ def replay_dead_letters(
     breaker_failures: Failures = 5,
     breaker_pause_seconds: Seconds = 30.0,
     database: str | None = None,
+    timeout_seconds: RunTimeoutSeconds = 1 * HOUR,
 ) -> ReplayResult:
     """Re-send the pending letters of batchflows_dead_letters addressed to one API.
 
@@ -81,6 +84,8 @@ def replay_dead_letters(
         older_than_minutes: Only letters created at least this many minutes ago.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        timeout_seconds: Time limit of the whole run (default 1 hour): past it the run
+            ends Failed (TimedOut); letters not yet delivered stay pending for the next replay.
     """
     http = HttpOptions.of(
         auth_block=auth_block,

@@ -11,6 +11,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from tasks.common.deadline import MINUTE, RunTimeoutSeconds, with_run_timeout
 from tasks.common.progress import RunProgress
 from tasks.reports import (
     Format,
@@ -40,6 +41,7 @@ STEPS = ("gathering_data", "processing", "generating")
 
 
 @flow(name="report", log_prints=True)
+@with_run_timeout
 def report(
     *,
     name: Annotated[str | None, Field(max_length=64)] = None,
@@ -54,6 +56,7 @@ def report(
     from_address: str = "batchflows@localhost.localdomain",
     smtp: str | None = None,
     database: str | None = None,
+    timeout_seconds: RunTimeoutSeconds = 30 * MINUTE,
 ) -> ReportResult:
     """Run a report's read-only queries, render it as HTML, PDF or CSV, publish it to expire.
 
@@ -74,6 +77,8 @@ def report(
         smtp: smtp:// URL or EmailServerCredentials block name; default $BATCHFLOWS_SMTP_URL.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        timeout_seconds: Time limit of the whole run (default 30 minutes): past it the run
+            ends Failed (TimedOut); no file, final or temporary, is left behind.
     """
     started = time.monotonic()
     now = datetime.now(UTC)

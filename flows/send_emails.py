@@ -10,6 +10,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from tasks.common.deadline import HOUR, RunTimeoutSeconds, with_run_timeout
 from tasks.common.progress import RunProgress
 from tasks.db.engine import get_engine
 from tasks.email import (
@@ -39,6 +40,7 @@ class EmailResult(BaseModel):
 
 
 @flow(name="send-emails", log_prints=True, task_runner=api_task_runner())
+@with_run_timeout
 def send_emails(
     *,
     template: str | dict[str, str],
@@ -55,6 +57,7 @@ def send_emails(
     backoff_seconds: Annotated[float, Field(ge=0, le=60)] = 0.5,
     smtp: str | None = None,
     database: str | None = None,
+    timeout_seconds: RunTimeoutSeconds = 4 * HOUR,
 ) -> EmailResult:
     """Send `template` to every address of `table` or `query`, once per campaign and recipient.
 
@@ -79,6 +82,9 @@ def send_emails(
             the name of a saved EmailServerCredentials block; default $BATCHFLOWS_SMTP_URL.
         database: SQLAlchemy URL or SqlAlchemyConnector block name (recipients and ledger);
             default $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
+        timeout_seconds: Time limit of the whole run (default 4 hours): past it the run
+            ends Failed (TimedOut); recipients sent so far are in the ledger, and a
+            rerun with the same campaign_id sends only the rest.
     """
     started = time.monotonic()
     run_id = flow_run.get_id()

@@ -18,8 +18,8 @@ own task `timeout_seconds` cannot either in a thread, and warns so on every task
 
 In the main thread (a worker's flow-run process, a script) the limit is a SIGALRM timer; in
 any other thread, or under an outer alarm, Prefect's watcher-thread cancel scope raises it.
-A flow whose run-level parameter has another name (the API flows use `timeout_seconds` for
-one HTTP request) passes it: `@with_run_timeout(parameter="run_timeout_seconds")`.
+Every flow names its whole-run limit `timeout_seconds` (the API flows call the limit of one
+HTTP request `request_timeout_seconds`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Annotated, ParamSpec, TypeVar, overload
+from typing import Annotated, ParamSpec, TypeVar
 
 from prefect._internal.concurrency.cancellation import CancelledError, cancel_sync_after
 from pydantic import Field
@@ -122,50 +122,36 @@ def _alarm(seconds: float, message: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@overload
-def with_run_timeout(fn: Callable[P, R], /) -> Callable[P, R]: ...
-
-
-@overload
-def with_run_timeout(
-    *, parameter: str = "timeout_seconds"
-) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-
-
-def with_run_timeout(
-    fn: Callable[P, R] | None = None, /, *, parameter: str = "timeout_seconds"
-) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorator (under `@flow`): the whole call is limited by its `parameter` argument.
+def with_run_timeout(function: Callable[P, R]) -> Callable[P, R]:
+    """Decorator (under `@flow`): the whole call is limited by its `timeout_seconds` argument.
 
     The signature and annotations stay the flow function's, so Prefect's parameter schema
     (with `gt=0` from `RunTimeoutSeconds`) and validation see the original.
     """
 
-    def decorate(function: Callable[P, R]) -> Callable[P, R]:
-        signature = inspect.signature(function)
-        if parameter not in signature.parameters:
-            raise TypeError(f"{function.__name__} has no parameter {parameter!r} to limit it by")
-        what = f"flow run of {function.__name__.replace('_', '-')}"
+    parameter = "timeout_seconds"
+    signature = inspect.signature(function)
+    if parameter not in signature.parameters:
+        raise TypeError(f"{function.__name__} has no parameter {parameter!r} to limit it by")
+    what = f"flow run of {function.__name__.replace('_', '-')}"
 
-        @functools.wraps(function)
-        def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            seconds = bound.arguments[parameter]
-            with run_deadline(seconds, what, parameter):
-                return function(*args, **kwargs)
+    @functools.wraps(function)
+    def limited(*args: P.args, **kwargs: P.kwargs) -> R:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        seconds = bound.arguments[parameter]
+        with run_deadline(seconds, what, parameter):
+            return function(*args, **kwargs)
 
-        # Prefect validates parameters against the wrapper's module namespace, where the flow
-        # module's names (under `from __future__ import annotations`) do not resolve: hand it
-        # the signature with its annotations already resolved.
-        hints = typing.get_type_hints(function, include_extras=True)
-        limited.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[
-                p.replace(annotation=hints.get(p.name, p.annotation))
-                for p in signature.parameters.values()
-            ],
-            return_annotation=hints.get("return", signature.return_annotation),
-        )
-        return limited
-
-    return decorate if fn is None else decorate(fn)
+    # Prefect validates parameters against the wrapper's module namespace, where the flow
+    # module's names (under `from __future__ import annotations`) do not resolve: hand it
+    # the signature with its annotations already resolved.
+    hints = typing.get_type_hints(function, include_extras=True)
+    limited.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in signature.parameters.values()
+        ],
+        return_annotation=hints.get("return", signature.return_annotation),
+    )
+    return limited

@@ -75,11 +75,13 @@ def test_the_parameter_schema_refuses_out_of_range_values(
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=lambda flow: flow.name)
-def test_the_per_request_timeout_is_named_request_timeout_seconds(flow: Any) -> None:
+def test_one_request_has_its_own_timeout_and_timeout_seconds_limits_the_whole_run(
+    flow: Any,
+) -> None:
     properties = flow.parameters.model_dump()["properties"]
 
     assert "request_timeout_seconds" in properties
-    assert "timeout_seconds" not in properties
+    assert "whole run" in properties["timeout_seconds"]["description"]
 
 
 def test_the_pagination_form_offers_one_choice_per_strategy() -> None:

@@ -7,10 +7,15 @@ import time
 
 import pytest
 
+from flows.api_pull import api_pull
+from flows.api_push import api_push
 from flows.cleanup import cleanup
 from flows.export_table import export_table
 from flows.import_csv import import_csv
 from flows.import_csv_dask import import_csv_dask
+from flows.replay_dead_letters import replay_dead_letters
+from flows.report import report
+from flows.send_emails import send_emails
 from tasks.common.deadline import RunTimedOut, RunTimedOutParameter, run_deadline, with_run_timeout
 
 
@@ -66,8 +71,8 @@ def test_a_flow_without_the_parameter_cannot_adopt_the_limit() -> None:
     def no_limit(x: int) -> int:
         return x
 
-    with pytest.raises(TypeError, match="no parameter 'run_timeout_seconds'"):
-        with_run_timeout(parameter="run_timeout_seconds")(no_limit)
+    with pytest.raises(TypeError, match="no parameter 'timeout_seconds'"):
+        with_run_timeout(no_limit)
 
 
 @pytest.mark.parametrize(
@@ -77,6 +82,11 @@ def test_a_flow_without_the_parameter_cannot_adopt_the_limit() -> None:
         (import_csv_dask, ["chunk_timeout_seconds"]),
         (export_table, ["part_timeout_seconds"]),
         (cleanup, []),
+        (api_pull, []),
+        (api_push, []),
+        (replay_dead_letters, []),
+        (report, []),
+        (send_emails, []),
     ],
 )
 def test_every_flow_has_a_positive_whole_run_limit_in_its_schema(
