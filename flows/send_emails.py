@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from tasks.common.deadline import HOUR, RunTimeoutSeconds, with_run_timeout
+from tasks.common.limiter import RateLimiter
 from tasks.common.progress import RunProgress
 from tasks.db.engine import get_engine
 from tasks.email import (
@@ -23,7 +24,6 @@ from tasks.email import (
     resolve_smtp,
     send_all,
 )
-from tasks.http.limiter import RateLimiter
 from tasks.http.options import api_task_runner
 
 

@@ -1,7 +1,7 @@
 """Per-key submission limit: at most N requests in any sliding 60-second window.
 
 An exact sliding log per key, in process (one service process; several would each allow N).
-Unlike tasks/http/limiter.py, which waits for its turn, this refuses at once and says when to
+Unlike tasks/common/limiter.py, which waits for its turn, this refuses at once and says when to
 come back, for a 429 with Retry-After.
 """
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.common.limiter import RateLimiter
 from tasks.db.engine import get_engine
 from tasks.db.select import Statement, fetch_all, table_select
 from tasks.email import ledger
@@ -24,7 +25,6 @@ from tasks.email.message import Attachment, build_message, message_id, smtp_byte
 from tasks.email.smtp import Answer, SmtpServer, SmtpSession
 from tasks.email.template import EmailTemplate
 from tasks.errors import InputError
-from tasks.http.limiter import RateLimiter
 
 EMAIL_COLUMN = "email"
 MAX_BACKOFF_SECONDS = 30.0

@@ -5,7 +5,7 @@ of its tasks, so they share one rate limiter, one breaker and one set of counter
 process-wide pooled client. Every attempt of a request:
 
 1. fails at once while the circuit is open (`tasks.http.breaker`),
-2. takes an in-flight place and a start time from the limiter (`tasks.http.limiter`),
+2. takes an in-flight place and a start time from the limiter (`tasks.common.limiter`),
 3. sends with the run's timeout, then turns the answer into success or an `ApiError`,
 4. reports the outcome to the breaker; tenacity retries what `RetryPolicy` allows.
 """
@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from tasks.common.limiter import RateLimiter
 from tasks.common.run_log import run_logger
 from tasks.errors import ApiError
 from tasks.http.answers import describe, error_of, excerpt
@@ -25,7 +26,6 @@ from tasks.http.auth import auth_headers, plain_headers
 from tasks.http.breaker import Breaker
 from tasks.http.client import request_timeout, same_origin, shared_client
 from tasks.http.deadline import within
-from tasks.http.limiter import RateLimiter
 from tasks.http.options import HttpOptions
 from tasks.http.redact import redact_url
 from tasks.http.retry import RetryWait

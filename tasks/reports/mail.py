@@ -10,13 +10,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from tasks.common.limiter import RateLimiter
 from tasks.email.address import normalize_address
 from tasks.email.campaign import Campaign, plan_recipients, send_batch
 from tasks.email.message import Attachment
 from tasks.email.smtp import resolve_smtp
 from tasks.email.template import load_template
 from tasks.exports.files import Published
-from tasks.http.limiter import RateLimiter
 
 REPORT_TEMPLATE = "report"
 RATE_PER_SECOND = 5.0

@@ -33,8 +33,8 @@ JOB_USES: dict[str, set[str]] = {
     "tasks.http": set(),
     "tasks.api": {"tasks.http"},
     "tasks.retention": {"tasks.exports"},
-    "tasks.email": {"tasks.http"},
-    "tasks.reports": {"tasks.email", "tasks.exports", "tasks.http"},
+    "tasks.email": set(),
+    "tasks.reports": {"tasks.email", "tasks.exports"},
 }
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tasks.common.limiter import WINDOW_MARGIN_SECONDS, RateLimiter
 from tasks.errors import InputError
-from tasks.http.limiter import WINDOW_MARGIN_SECONDS, RateLimiter
 
 
 class FakeClock:
