@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -73,10 +73,11 @@ def _tokens(text: str, parameter: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def check_select(text: str, parameter: str = "query") -> str:
+def check_select(text: str, parameter: str = "query", *, bookkeeping: bool = False) -> str:
     """`text` without trailing semicolons if it is one read-only SELECT (or WITH ... SELECT).
 
-    Raises InputError naming `parameter` for several statements or a writing statement.
+    Raises InputError naming `parameter` for several statements, a writing statement, or a
+    `batchflows_*` table unless `bookkeeping` (only for SQL shipped with batchflows).
     """
     tokens = _tokens(text, parameter)
     while tokens and tokens[-1] == ("other", ";"):
@@ -101,9 +102,9 @@ def check_select(text: str, parameter: str = "query") -> str:
             f"parameter {parameter!r}: only a read-only SELECT is allowed; it contains "
             f"{', '.join(writes)} (quote a column of that name)"
         )
-    for kind, value in tokens:
-        if kind in ("word", "ident"):
-            check_not_bookkeeping(value.strip('"').replace('""', '"'), parameter)
+    names = [value for kind, value in tokens if kind in ("word", "ident")]
+    for name in [] if bookkeeping else names:
+        check_not_bookkeeping(name.strip('"').replace('""', '"'), parameter)
     return _strip_trailing(text)
 
 
@@ -246,8 +247,9 @@ def read_only_connection(engine: Engine, snapshot: str | None = None) -> Iterato
         yield conn
 
 
-def run_user_sql(conn: Any, text: str) -> Any:
-    """A cursor that has executed `text` (which holds user SQL) as exactly one statement.
+def run_user_sql(conn: Any, text: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
+    """A cursor that has executed `text` (which holds user SQL, with `params` bound) as exactly
+    one statement.
 
     psycopg sends a text without parameters through the simple protocol, which runs every
     statement in it; `prepare=True` sends it as a prepared statement instead (the extended
@@ -256,7 +258,7 @@ def run_user_sql(conn: Any, text: str) -> Any:
     """
     cursor = conn.cursor()
     if isinstance(conn, psycopg.Connection):
-        cursor.execute(text, prepare=True)
+        cursor.execute(text, params or None, prepare=True)
     else:
-        cursor.execute(text)
+        cursor.execute(text, params)
     return cursor

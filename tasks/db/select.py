@@ -15,9 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tasks.db.engine import raw_connection
 from tasks.db.errors import database_errors
-from tasks.db.read_only import check_select, read_only_session
+from tasks.db.read_only import check_select, read_only_connection, run_user_sql
 from tasks.db.schema import quote, split_table_name
 from tasks.errors import InputError
 
@@ -78,19 +77,31 @@ def compile_bound(
 
 
 def fetch_all(
-    engine: Engine, statements: Sequence[Statement], values: Mapping[str, Any]
+    engine: Engine,
+    statements: Sequence[Statement],
+    values: Mapping[str, Any],
+    *,
+    bookkeeping: bool = False,
 ) -> list[Rows]:
-    """Every statement's rows, read in one read-only transaction (one consistent snapshot)."""
+    """Every statement's rows, read in one read-only transaction (one consistent snapshot).
+
+    Each runs as exactly one statement on a throwaway connection (`run_user_sql`); only
+    statements shipped with batchflows pass `bookkeeping=True` to read `batchflows_*` tables.
+    """
     compiled = [
-        (s.name, *compile_bound(engine, check_select(s.sql, s.name), values, s.name))
+        (
+            s.name,
+            *compile_bound(
+                engine, check_select(s.sql, s.name, bookkeeping=bookkeeping), values, s.name
+            ),
+        )
         for s in statements
     ]
     results: list[Rows] = []
-    with raw_connection(engine) as conn, read_only_session(engine, conn):
+    with read_only_connection(engine) as conn:
         for name, sql, bound in compiled:
             with database_errors(name):
-                cur = conn.cursor()
-                cur.execute(sql, bound)
+                cur = run_user_sql(conn, sql, bound)
                 columns = [d[0] for d in cur.description]
                 results.append(Rows(name, columns, [tuple(r) for r in cur.fetchall()]))
                 cur.close()

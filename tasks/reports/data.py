@@ -39,7 +39,7 @@ def gather(engine: Engine, definition: ReportDefinition, values: Mapping[str, An
     """Every query's rows, in the definition's order, from one consistent snapshot.
 
     The bookkeeping tables are created first when missing, so a report over them (the daily
-    summary) runs on a fresh database.
+    summary, shipped in reports/; an ad-hoc query may not read them) runs on a fresh database.
     """
     ensure_bookkeeping(engine)
     backend = backend_of(engine)
@@ -47,7 +47,8 @@ def gather(engine: Engine, definition: ReportDefinition, values: Mapping[str, An
         Statement(f"report {definition.name!r} query {q.name!r}", q.sql_for(backend))
         for q in definition.queries
     ]
-    results = fetch_all(engine, statements, driver_values(backend, values))
+    values = driver_values(backend, values)
+    results = fetch_all(engine, statements, values, bookkeeping=definition.shipped)
     return [
         Rows(q.name, r.columns, r.rows) for q, r in zip(definition.queries, results, strict=True)
     ]

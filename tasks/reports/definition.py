@@ -82,6 +82,9 @@ class ReportDefinition(BaseModel):
     queries: list[QuerySpec] = Field(min_length=1)
     main: str | None = None
     max_table_rows: int = Field(default=500, gt=0)
+    # Set only for a definition shipped in reports/ (the daily summary reads the bookkeeping
+    # tables); an ad-hoc query, which a caller writes, never reads them.
+    shipped: bool = Field(default=False, exclude=True)
 
     @model_validator(mode="after")
     def _main_exists(self) -> ReportDefinition:
@@ -116,7 +119,8 @@ def load_definition(name: str, root: Path = REPORTS_DIR) -> ReportDefinition:
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping with title and queries")
     try:
-        return ReportDefinition.model_validate({"name": name, **data})
+        definition = ReportDefinition.model_validate({**data, "name": name})
+        return definition.model_copy(update={"shipped": True})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

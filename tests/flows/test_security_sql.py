@@ -1,4 +1,5 @@
-"""User SQL (export `query`/`where`, push `query`) cannot write, whatever it smuggles in."""
+"""User SQL (export `query`/`where`, push `query`, report `query`) cannot write, whatever it
+smuggles in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from flows.export_table import ExportResult, export_table
+from flows.report import report
 from tasks.api.push_source import make_push_plan, stream_rows
 from tasks.db.engine import get_engine
 from tasks.errors import BatchflowsError
@@ -82,7 +84,8 @@ def test_export_where_cannot_commit_and_delete(
 def test_push_query_cannot_commit_and_delete(victim: str, attack: str) -> None:
     options: dict[str, Any] = {
         "table": None,
-        "url": "http://127.0.0.1:9/items",
+        "base_url": "http://127.0.0.1:9",
+        "path": "/items",
         "method": "POST",
         "key": ["z"],
         "batch_size": 1,
@@ -94,6 +97,18 @@ def test_push_query_cannot_commit_and_delete(victim: str, attack: str) -> None:
     with pytest.raises(BatchflowsError, match="the database refused"):
         list(stream_rows(get_engine(victim), attack))
     assert _victim_rows(victim) == ROWS
+
+
+@pytest.mark.parametrize("attack", [QUERY_ATTACK, IDENT_ATTACK])
+def test_report_query_cannot_commit_and_delete(victim: str, attack: str) -> None:
+    with pytest.raises(BatchflowsError, match="one statement"):
+        report(query=attack, format="csv", database=victim)
+    assert _victim_rows(victim) == ROWS
+
+
+def test_an_ad_hoc_report_cannot_read_the_bookkeeping(victim: str) -> None:
+    with pytest.raises(BatchflowsError, match="bookkeeping table"):
+        report(query="SELECT * FROM batchflows_imports", format="csv", database=victim)
 
 
 @pytest.fixture

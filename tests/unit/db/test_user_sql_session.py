@@ -13,8 +13,10 @@ import psycopg.errors
 import pytest
 import sqlalchemy as sa
 
+from tasks.db import select
 from tasks.db.engine import get_engine
 from tasks.db.read_only import READONLY_ROLE_ENV, TIMEOUT_ENV, read_only_connection, run_user_sql
+from tasks.errors import TargetError
 from tasks.exports.read import CopyOut, cursor_batches
 
 SMUGGLED = "SELECT 1 AS x; COMMIT; DELETE FROM victim; SELECT 1 AS y"
@@ -41,6 +43,26 @@ def test_a_probe_runs_one_statement_only(postgres_url: str, victim: sa.Engine) -
         read_only_connection(get_engine(postgres_url)) as conn,
     ):
         run_user_sql(conn, SMUGGLED)
+    assert _rows(victim) == 10
+
+
+@pytest.mark.parametrize(
+    ("sql", "values"),
+    [
+        ("SELECT 1 AS x; COMMIT; DELETE FROM victim", {}),
+        ("SELECT :v; DELETE FROM victim", {"v": 1}),
+    ],
+)
+def test_a_report_or_recipients_query_runs_one_statement_only(
+    postgres_url: str,
+    victim: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    sql: str,
+    values: dict[str, int],
+) -> None:
+    monkeypatch.setattr(select, "check_select", lambda text, parameter, bookkeeping: text)
+    with pytest.raises(TargetError, match="multiple commands"):
+        select.fetch_all(get_engine(postgres_url), [select.Statement("query", sql)], values)
     assert _rows(victim) == 10
 
 
