@@ -136,7 +136,7 @@ class RecordWriter(ABC):
     def write(self, records: list[Record], state: SyncUpdate) -> tuple[int, int]:
         """(inserted, updated) after committing the page and its state."""
         names = self.target.columns_of(records)
-        with raw_connection(self.engine) as conn, database_errors(state.source):
+        with database_errors(state.source), raw_connection(self.engine) as conn:
             return self.transaction(conn, names, records, state)
 
     @abstractmethod

@@ -108,7 +108,7 @@ class ChunkWriter(ABC):
     def write(self, staged: StagedChunk) -> ChunkCounts:
         self.lines = staged.lines
         self.chunk = staged.chunk
-        with raw_connection(self.engine) as conn, database_errors(f"chunk {staged.chunk.index}"):
+        with database_errors(f"chunk {staged.chunk.index}"), raw_connection(self.engine) as conn:
             try:
                 return self.transaction(conn, staged)
             except _AlreadyCommitted:
