@@ -84,7 +84,8 @@ def running_stack(**extra_env: str) -> Iterator[Stack]:
         running.start_worker()
         yield running
     finally:
+        # The tests are over: nothing is left to commit, so what does not stop soon is killed.
         if running.worker:
-            processes.stop(running.worker.pid)
-        processes.stop(server.pid)
+            processes.stop(running.worker.pid, timeout=15)
+        processes.stop(server.pid, timeout=15)
         shutil.rmtree(home, ignore_errors=True)

@@ -166,8 +166,8 @@ def stack() -> Iterator[Stack]:
         yield running
     finally:
         if running.supervisor:
-            processes.stop_supervisor(running.supervisor.pid)
-        processes.stop(server.pid)
+            processes.stop_supervisor(running.supervisor.pid, timeout=15)
+        processes.stop(server.pid, timeout=15)
         receiver.shutdown()
         shutil.rmtree(home, ignore_errors=True)
 
