@@ -57,6 +57,27 @@ class Stack:
         return run
 
 
+def deploy(env: dict[str, str], bootstraps: int = 1) -> list[str]:
+    """Run `deployments.bootstrap` `bootstraps` times, then `prefect deploy --all`, against the
+    server `env` names; each must succeed. The bootstraps' output, in order."""
+    outputs = []
+    commands = [["deployments.bootstrap"]] * bootstraps + [
+        ["prefect", "--no-prompt", "deploy", "--all"]
+    ]
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable, "-m", *command],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        outputs.append(done.stdout)
+    return outputs[:bootstraps]
+
+
 @contextmanager
 def running_stack(**extra_env: str) -> Iterator[Stack]:
     """Server, `bootstrap` + `prefect deploy --all`, then a worker; `extra_env` for all of them."""
@@ -71,16 +92,7 @@ def running_stack(**extra_env: str) -> Iterator[Stack]:
     running = Stack(env=env, api_url=api_url, home=home)
     try:
         processes.wait_healthy(api_url, server)
-        for command in (["deployments.bootstrap"], ["prefect", "--no-prompt", "deploy", "--all"]):
-            done = subprocess.run(
-                [sys.executable, "-m", *command],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        deploy(env)
         running.start_worker()
         yield running
     finally:

@@ -33,6 +33,7 @@ from deployments.automations import ERROR_RATE, RUN_FAILED, ZOMBIES
 from deployments.bootstrap import POOL
 from deployments.processes import ROOT
 from samples.users import KEY, RULES
+from tests.e2e.stack import deploy
 from tests.flows.helpers import (
     UsersFile,
     committed_chunks,
@@ -150,18 +151,7 @@ def stack() -> Iterator[Stack]:
     running = Stack(env=env, api_url=api_url, home=home, receiver=receiver)
     try:
         processes.wait_healthy(api_url, server)
-        commands = [["deployments.bootstrap"], ["deployments.bootstrap"]]
-        for command in [*commands, ["prefect", "--no-prompt", "deploy", "--all"]]:
-            done = subprocess.run(
-                [sys.executable, "-m", *command],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-            running.bootstraps.append(done.stdout)
+        running.bootstraps.extend(deploy(env, bootstraps=2))
         running.start_worker()
         yield running
     finally:
