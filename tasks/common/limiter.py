@@ -2,13 +2,14 @@
 
 Three rules hold together, each exact:
 
-- **window**: at most `limit = max(1, floor(rate_per_second))` requests start in any one-second
-  window. A log of the last `limit` start times is kept; a request may start once the oldest
-  is `window` seconds old. The window is one second plus a small margin, so that the few
-  milliseconds between our grant and the moment the server reads the request (thread
-  scheduling, the GIL) cannot put `limit + 1` requests into one of the server's seconds. At
-  saturation this costs at most `margin` (10 %) of throughput; 50 ms was measured too little
-  on a loaded two-core machine (31 requests in one of the server's seconds at 30/s).
+- **window**: at most `limit = max(1, floor(rate_per_second))` requests reach the server in
+  any one-second window. Request `n + limit` may start only one second after request `n`
+  *finished* (its answer was read, or it failed). The server saw request `n` before it
+  answered, so the two arrivals are more than a second apart, however long either one spent
+  in our threads, the GIL or the network: the rule holds by causality, not by a margin. A
+  margin on start times was measured too small twice on a loaded two-core machine (31
+  requests in one of the server's seconds at 30/s with 50 ms, 61 requests for 60 pages with
+  100 ms, a 429 retried); anchoring on completion costs only the request's own latency.
 - **burst**: at most `burst = min(max_concurrency, limit)` requests start back to back; after
   that they are spaced `1 / rate_per_second` apart (GCRA, the exact form of a token bucket).
 - **in flight**: at most `max_concurrency` requests are open at once (a semaphore held until
@@ -36,8 +37,16 @@ from prefect.concurrency.sync import rate_limit
 from tasks.errors import InputError
 
 WINDOW_SECONDS = 1.0
-WINDOW_MARGIN_SECONDS = 0.1
 GLOBAL_LIMIT_TIMEOUT_SECONDS = 600.0
+
+
+class _Request:
+    """One granted request: when it finished, None while in flight."""
+
+    __slots__ = ("finished_at",)
+
+    def __init__(self) -> None:
+        self.finished_at: float | None = None
 
 
 class RateLimiter:
@@ -49,7 +58,6 @@ class RateLimiter:
         max_concurrency: int,
         *,
         global_limit: str | None = None,
-        margin: float = WINDOW_MARGIN_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -62,7 +70,6 @@ class RateLimiter:
         self.rate = rate_per_second
         self.limit = max(1, math.floor(rate_per_second))
         self.burst = min(max_concurrency, self.limit)
-        self.window = WINDOW_SECONDS + margin
         self.global_limit = global_limit
         self._interval = 1.0 / rate_per_second
         self._tolerance = (self.burst - 1) * self._interval
@@ -71,20 +78,30 @@ class RateLimiter:
         self._turns = threading.Condition()
         self._tickets = 0
         self._serving = 0
-        self._starts: deque[float] = deque(maxlen=self.limit)
+        self._recent: deque[_Request] = deque(maxlen=self.limit)  # the last `limit` granted
         self._tat = -math.inf  # GCRA "theoretical arrival time" of the next request
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
 
     @contextmanager
     def slot(self) -> Iterator[float]:
-        """Hold one in-flight place while a request runs; yields the seconds spent waiting."""
+        """Hold one in-flight place while a request runs; yields the seconds spent waiting.
+
+        Leaving the block, normally or by an exception, marks the request finished: the
+        window rule counts from that moment.
+        """
         with self._in_flight:
             if self.global_limit:
                 self._take_global_slot(self.global_limit)
-            yield self.wait_turn()
+            request, waited = self._wait_turn()
+            try:
+                yield waited
+            finally:
+                with self._turns:
+                    request.finished_at = self._clock()
+                    self._turns.notify_all()
 
-    def wait_turn(self) -> float:
-        """Block until a request may start under the window and burst rules; seconds waited.
+    def _wait_turn(self) -> tuple[_Request, float]:
+        """Block until a request may start under the window and burst rules.
 
         Requests are granted in the order they ask (a ticket queue), so none is overtaken
         while it sleeps: pages fetched ahead come back roughly in page order.
@@ -99,19 +116,29 @@ class RateLimiter:
             with self._turns:
                 now = self._clock()
                 ready = self._ready_at()
+                if ready is None:  # request `n` of the window rule is still in flight
+                    began = time.monotonic()
+                    self._turns.wait()
+                    waited += time.monotonic() - began
+                    continue
                 if ready <= now:
-                    self._starts.append(now)
+                    request = _Request()
+                    self._recent.append(request)
                     self._tat = max(self._tat, now) + self._interval
                     self._serving += 1
                     self._turns.notify_all()
-                    return waited
+                    return request, waited
             self._sleep(ready - now)
             waited += ready - now
 
-    def _ready_at(self) -> float:
+    def _ready_at(self) -> float | None:
+        """When the next request may start; None while the window waits for one to finish."""
         ready = self._tat - self._tolerance
-        if len(self._starts) == self.limit:
-            ready = max(ready, self._starts[0] + self.window)
+        if len(self._recent) == self.limit:
+            finished_at = self._recent[0].finished_at
+            if finished_at is None:
+                return None
+            ready = max(ready, finished_at + WINDOW_SECONDS)
         return ready
 
     @staticmethod

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.common.limiter import WINDOW_MARGIN_SECONDS, RateLimiter
+from tasks.common.limiter import RateLimiter
 from tasks.errors import InputError
 
 
@@ -40,11 +40,15 @@ def most_in_any_window(times: list[float], window: float = 1.0) -> int:
     return most
 
 
-def grant_times(limiter: RateLimiter, clock: FakeClock, count: int) -> list[float]:
+def grant_times(
+    limiter: RateLimiter, clock: FakeClock, count: int, *, lasting: float = 0.0
+) -> list[float]:
+    """Run `count` requests one after another, each `lasting` seconds; their start times."""
     times = []
     for _ in range(count):
-        limiter.wait_turn()
-        times.append(clock.now)
+        with limiter.slot():
+            times.append(clock.now)
+            clock.sleep(lasting)
     return times
 
 
@@ -53,8 +57,44 @@ def test_never_more_than_the_rate_in_any_one_second_window_over_many_seconds() -
     times = grant_times(limiter_on(clock, 10, 5), clock, 200)
 
     assert most_in_any_window(times) == 10
-    # The margin costs at most its share of throughput.
-    assert times[-1] <= 200 / 10 * (1 + WINDOW_MARGIN_SECONDS)
+    # Requests that answer at once run at the full rate.
+    assert times[-1] <= 200 / 10
+
+
+def test_the_window_counts_from_when_a_request_finished() -> None:
+    # The server saw request n before it answered, so starting request n + limit one second
+    # after that answer keeps the server's count exact however slow request n was.
+    clock = FakeClock()
+    times = grant_times(limiter_on(clock, 2, 2), clock, 4, lasting=0.3)
+
+    assert times == pytest.approx([0.0, 0.3, 1.3, 1.6])
+
+
+def test_a_request_still_in_flight_holds_its_place_in_the_window() -> None:
+    limiter = RateLimiter(2, 3)
+    release = threading.Event()
+    starts: list[float] = []
+
+    def request(hold: bool) -> None:
+        with limiter.slot():
+            starts.append(time.monotonic())
+            if hold:
+                release.wait(5)
+
+    slow = threading.Thread(target=request, args=(True,))
+    slow.start()
+    request(False)
+    third = threading.Thread(target=request, args=(False,))
+    third.start()
+    time.sleep(1.5)
+    assert len(starts) == 2  # the first request has not answered: the third waits
+    release.set()
+    released = time.monotonic()
+    third.join(5)
+    slow.join(5)
+
+    assert len(starts) == 3
+    assert starts[2] - released >= 1.0 - 1e-3
 
 
 def test_burst_is_at_most_max_concurrency_then_requests_are_spaced() -> None:
@@ -116,8 +156,8 @@ def test_any_arrival_pattern_keeps_the_window_and_burst_rules(
     times = []
     for gap in gaps:
         clock.now += gap
-        limiter.wait_turn()
-        times.append(clock.now)
+        with limiter.slot():
+            times.append(clock.now)
 
     assert most_in_any_window(times) <= limiter.limit
     # GCRA: any n consecutive grants span at least (n - burst) / rate seconds.
@@ -167,8 +207,7 @@ def test_requests_are_granted_in_the_order_they_ask() -> None:
     lock = threading.Lock()
 
     def ask(number: int) -> None:
-        limiter.wait_turn()
-        with lock:
+        with limiter.slot(), lock:
             granted.append(number)
 
     threads = [threading.Thread(target=ask, args=(number,)) for number in range(30)]
