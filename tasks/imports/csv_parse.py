@@ -17,7 +17,7 @@ import pyarrow.csv as pa_csv
 
 from tasks.imports.arrays import BoolArray, IntArray
 from tasks.imports.csv_plan import ChunkSpec, CsvDialect
-from tasks.imports.csv_scan import Records, scan_records
+from tasks.imports.csv_scan import CR, QUOTE, Records, scan_records
 
 # A reject keeps this much of its row's raw text (in batchflows_rejects and the artifact): the
 # line number points to the whole row in the file, and one huge field must not be copied whole.
@@ -140,14 +140,22 @@ def _split_by_carriage_return(
 ) -> dict[int, dict[str, str]]:
     """Good records with a carriage return inside that pyarrow would read as more than one
     record (a bare CR outside quotes ends a line for it); found with a vectorised search, so
-    files without such bytes pay nothing. Returns their index -> reject reason."""
+    files without such bytes pay nothing. A CR inside a quoted field never splits a record,
+    so only records with a CR at even quote parity are parsed again on their own.
+    Returns their index -> reject reason."""
     if b"\r" not in data:
         return {}
-    positions = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 13)
+    arr = np.frombuffer(data, dtype=np.uint8)
+    positions = np.flatnonzero(arr == CR)
     owner = np.searchsorted(records.starts, positions, side="right") - 1
     inside = (owner >= 0) & (positions < records.content_ends[np.maximum(owner, 0)])
+    positions, owner = positions[inside], owner[inside]
+    quotes = np.flatnonzero(arr == QUOTE)
+    quoted_before = np.searchsorted(quotes, positions) - np.searchsorted(
+        quotes, records.starts[owner]
+    )
     split: dict[int, dict[str, str]] = {}
-    for index in np.unique(owner[inside]).tolist():
+    for index in np.unique(owner[quoted_before % 2 == 0]).tolist():
         if not good[index]:
             continue
         record = data[records.starts[index] : records.content_ends[index]] + b"\n"

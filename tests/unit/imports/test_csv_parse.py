@@ -69,3 +69,14 @@ def test_a_bare_carriage_return_outside_quotes_rejects_only_its_record() -> None
     (reject,) = parsed.rejects
     assert (reject.line, reject.raw) == (2, ",,\r0")
     assert "carriage return outside quotes" in reject.errors["_record"]
+
+
+def test_quote_parity_tells_a_quoted_carriage_return_from_a_bare_one() -> None:
+    # Only a CR outside quotes (an even number of quotes before it in its record) can split
+    # a record, so only those records are parsed again on their own.
+    data = b'"a""b\rc",1,2\n"a",1\r,2\n'
+    chunk = ChunkSpec(index=0, start=0, end=len(data), first_line=2, first_row=1, rows=2)
+    parsed = parse_chunk(data, chunk, ["k", "n", "s"], ["k", "n", "s"], CsvDialect())
+    assert parsed.strings.to_pylist() == [{"k": 'a"b\rc', "n": "1", "s": "2"}]
+    (reject,) = parsed.rejects
+    assert (reject.line, reject.raw) == (3, '"a",1\r,2')
