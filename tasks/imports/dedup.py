@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
+import pandas as pd  # pyarrow imports it on the first pa.array(ndarray) anyway: load it here,
+import pyarrow as pa  # not inside the first chunk of a timed run
+import pyarrow.compute as pc
 
 from tasks.imports.arrays import IntArray
 from tasks.imports.rules import OnConflict
@@ -37,23 +38,46 @@ class Dedup:
 
 
 def dedup(values: pa.Table, key: list[str], mode: OnConflict) -> Dedup:
-    """Keep one row per key of `values` (valid rows in file order) for conflict mode `mode`."""
-    frame = values.select(key).to_pandas()
-    keep_last = mode == "update"
-    repeats = frame.duplicated(keep="last" if keep_last else "first").to_numpy()
-    if mode == "error" and repeats.any():
-        again = int(np.flatnonzero(repeats)[0])
-        same = frame.iloc[:again].eq(frame.iloc[again]).all(axis=1).to_numpy()
-        return Dedup(
-            keep=np.flatnonzero(~repeats).astype(np.int64),
-            superseded=0,
-            repeated=(int(np.flatnonzero(same)[0]), again),
-        )
-    return Dedup(keep=np.flatnonzero(~repeats).astype(np.int64), superseded=int(repeats.sum()))
+    """Keep one row per key of `values` (valid rows in file order) for conflict mode `mode`.
+
+    Keys are numbered with Arrow's hash encoding and numpy (nulls equal nulls, as pandas'
+    `duplicated` has it). Not pandas: its Arrow-backed `duplicated` kept about 1.5 MB per
+    chunk alive (peak RSS 1070 MB at 10M rows against 431 MB at 1M; now 453 and 423).
+    """
+    rows = values.num_rows
+    codes = _key_codes(values, key)
+    if mode == "update":
+        _, from_end = np.unique(codes[::-1], return_index=True)
+        keep = np.sort(rows - 1 - from_end)
+    else:
+        _, first = np.unique(codes, return_index=True)
+        keep = np.sort(first)
+    keep = keep.astype(np.int64)
+    if mode == "error" and len(keep) < rows:
+        repeated = np.ones(rows, dtype=bool)
+        repeated[keep] = False
+        again = int(np.flatnonzero(repeated)[0])
+        original = int(np.flatnonzero(codes == codes[again])[0])
+        return Dedup(keep=keep, superseded=0, repeated=(original, again))
+    return Dedup(keep=keep, superseded=rows - len(keep))
+
+
+def _key_codes(values: pa.Table, key: list[str]) -> IntArray:
+    """One integer per row, equal exactly where the rows' keys are equal."""
+    codes = np.zeros(values.num_rows, dtype=np.int64)
+    for name in key:
+        encoded = pc.dictionary_encode(values.column(name).combine_chunks(), null_encoding="encode")
+        column = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        combined = codes * max(len(encoded.dictionary), 1) + column
+        codes = np.unique(combined, return_inverse=True)[1].astype(np.int64)
+    return codes
 
 
 def key_hashes(values: pa.Table, key: list[str]) -> tuple[IntArray, IntArray]:
-    """A 128-bit fingerprint of each row's key, as two signed 64-bit halves."""
+    """A 128-bit fingerprint of each row's key, as two signed 64-bit halves.
+
+    pandas' hash is what claims already stored hold, so it stays.
+    """
     frame = values.select(key).to_pandas()
     halves = [
         pd.util.hash_pandas_object(frame, index=False, hash_key=hash_key).to_numpy()
