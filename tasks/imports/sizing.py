@@ -28,9 +28,9 @@ from tasks.errors import InputError
 from tasks.imports.csv_plan import ChunkSpec
 
 FIRST_CHUNK_BYTES = 1024 * 1024
-# Four chunks are in flight by default; each costs many times its bytes while parsed,
-# validated and staged: bench/bench_import.py measured a peak RSS of about 245 MB plus 50 MB
-# per MB of chunk (294 MB at 1 MB chunks, 488 MB at 4.9 MB), so 3 MB keeps it near 400 MB.
+# As many chunks as CPU cores are in flight by default; each costs many times its bytes while
+# parsed, validated and staged: bench/bench_import.py measured a peak RSS of 345 MB at 3 MB
+# chunks with two in flight (390 MB with three, 423 MB with four, at the same speed).
 MAX_CHUNK_BYTES = 3 * 1024 * 1024
 MAX_CHUNKS = 300
 GROWTH = 1.5
