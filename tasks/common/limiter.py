@@ -117,9 +117,9 @@ class RateLimiter:
                 now = self._clock()
                 ready = self._ready_at()
                 if ready is None:  # request `n` of the window rule is still in flight
-                    began = time.monotonic()
+                    began = self._clock()
                     self._turns.wait()
-                    waited += time.monotonic() - began
+                    waited += self._clock() - began
                     continue
                 if ready <= now:
                     request = _Request()
