@@ -157,8 +157,9 @@ class SmtpSession:
         text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
         if code is None or code >= 500:
             return Answer("permanent", code, text)
-        if code == 421 or self._conn is None or self._conn.sock is None:
-            self._drop()
+        # The server may have closed the connection with its 4xx (a 451 after a dropped DATA):
+        # reconnect for the next attempt rather than spend it finding a dead socket.
+        self._drop()
         return Answer("transient", code, text)
 
     def _drop(self) -> None:

@@ -75,6 +75,9 @@ def test_every_recipient_gets_exactly_one_message_despite_421_drops_and_refusals
         max_concurrency=3,
         batch_size=7,
         backoff_seconds=0.01,
+        # A quarter of the server's answers fail here, on counters shared by three threads:
+        # five attempts ran out for one recipient about once in twelve runs.
+        max_attempts=12,
         smtp=smtp,
         database=database_url,
     )
