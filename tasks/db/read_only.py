@@ -102,9 +102,10 @@ def check_select(text: str, parameter: str = "query", *, bookkeeping: bool = Fal
             f"parameter {parameter!r}: only a read-only SELECT is allowed; it contains "
             f"{', '.join(writes)} (quote a column of that name)"
         )
-    names = [value for kind, value in tokens if kind in ("word", "ident")]
-    for name in [] if bookkeeping else names:
-        check_not_bookkeeping(name.strip('"').replace('""', '"'), parameter)
+    if not bookkeeping:
+        for kind, value in tokens:
+            if kind in ("word", "ident"):
+                check_not_bookkeeping(value.strip('"').replace('""', '"'), parameter)
     return _strip_trailing(text)
 
 
