@@ -63,13 +63,20 @@ def dedup(values: pa.Table, key: list[str], mode: OnConflict) -> Dedup:
 
 
 def _key_codes(values: pa.Table, key: list[str]) -> IntArray:
-    """One integer per row, equal exactly where the rows' keys are equal."""
+    """One integer per row, equal exactly where the rows' keys are equal.
+
+    A column's dictionary indices are such codes already; a further key column is folded in
+    and the pairs renumbered densely, so the codes stay below the row count.
+    """
     codes = np.zeros(values.num_rows, dtype=np.int64)
-    for name in key:
+    for position, name in enumerate(key):
         encoded = pc.dictionary_encode(values.column(name).combine_chunks(), null_encoding="encode")
         column = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        combined = codes * max(len(encoded.dictionary), 1) + column
-        codes = np.unique(combined, return_inverse=True)[1].astype(np.int64)
+        if position == 0:
+            codes = column
+        else:
+            pairs = codes * len(encoded.dictionary) + column
+            codes = np.unique(pairs, return_inverse=True)[1].astype(np.int64)
     return codes
 
 
