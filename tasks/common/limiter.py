@@ -83,53 +83,62 @@ class RateLimiter:
         self._in_flight = threading.BoundedSemaphore(max_concurrency)
 
     @contextmanager
-    def slot(self) -> Iterator[float]:
-        """Hold one in-flight place while a request runs; yields the seconds spent waiting.
+    def slot(self) -> Iterator[None]:
+        """Hold one in-flight place while a request runs.
 
         Leaving the block, normally or by an exception, marks the request finished: the
         window rule counts from that moment.
         """
-        with self._in_flight:
-            if self.global_limit:
-                self._take_global_slot(self.global_limit)
-            request, waited = self._wait_turn()
-            try:
-                yield waited
-            finally:
-                with self._turns:
-                    request.finished_at = self._clock()
-                    self._turns.notify_all()
+        if self.global_limit:
+            self._take_global_slot(self.global_limit)
+        request = self._wait_turn()
+        try:
+            yield
+        finally:
+            with self._turns:
+                request.finished_at = self._clock()
+                self._turns.notify_all()
+            self._in_flight.release()
 
-    def _wait_turn(self) -> tuple[_Request, float]:
-        """Block until a request may start under the window and burst rules.
+    def _wait_turn(self) -> _Request:
+        """Block until a request may start under the in-flight, window and burst rules.
 
-        Requests are granted in the order they ask (a ticket queue), so none is overtaken
-        while it sleeps: pages fetched ahead come back roughly in page order.
+        Requests are granted in the order they ask (a ticket queue taken before the in-flight
+        place), so none is overtaken while it waits: pages fetched ahead come back roughly in
+        page order.
         """
         with self._turns:
             ticket = self._tickets
             self._tickets += 1
             while ticket != self._serving:
                 self._turns.wait()
-        waited = 0.0
-        while True:  # only the holder of the current ticket runs this loop
+        try:  # only the holder of the current ticket runs from here on
+            self._in_flight.acquire()
+            try:
+                return self._grant()
+            except BaseException:
+                self._in_flight.release()
+                raise
+        finally:
+            with self._turns:
+                self._serving += 1
+                self._turns.notify_all()
+
+    def _grant(self) -> _Request:
+        """Wait until the window and burst rules let the next request start, and record it."""
+        while True:
             with self._turns:
                 now = self._clock()
                 ready = self._ready_at()
                 if ready is None:  # request `n` of the window rule is still in flight
-                    began = self._clock()
                     self._turns.wait()
-                    waited += self._clock() - began
                     continue
                 if ready <= now:
                     request = _Request()
                     self._recent.append(request)
                     self._tat = max(self._tat, now) + self._interval
-                    self._serving += 1
-                    self._turns.notify_all()
-                    return request, waited
+                    return request
             self._sleep(ready - now)
-            waited += ready - now
 
     def _ready_at(self) -> float | None:
         """When the next request may start; None while the window waits for one to finish."""

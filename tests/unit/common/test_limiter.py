@@ -211,9 +211,10 @@ def test_requests_are_granted_in_the_order_they_ask() -> None:
             granted.append(number)
 
     threads = [threading.Thread(target=ask, args=(number,)) for number in range(30)]
-    for thread in threads:
+    for number, thread in enumerate(threads):
         thread.start()
-        time.sleep(0.002)
+        while limiter._tickets <= number:  # it has asked: the next one asks after it
+            time.sleep(0.001)
     for thread in threads:
         thread.join()
 
