@@ -12,6 +12,7 @@ from pydantic import Field
 from tasks.common.deadline import HOUR, RunTimeoutSeconds, with_run_timeout
 from tasks.retention import (
     Removed,
+    close_abandoned_imports,
     cutoff_of,
     expire_exports,
     purge_finished_imports,
@@ -26,6 +27,7 @@ class CleanupResult(Removed):
     dry_run: bool
     retention_days: int
     imports: int
+    abandoned_imports: int
     cutoff: datetime
 
 
@@ -40,7 +42,8 @@ def cleanup(
     """Delete expired exports, abandoned export temp files, and old bookkeeping of finished work.
 
     Running imports and pending dead letters are never touched; every batch is a short
-    transaction, so it is safe to run while imports run.
+    transaction, so it is safe to run while imports run. An import whose flow run ended
+    without recording it (a killed worker) is first recorded as failed, still resumable.
 
     Args:
         retention_days: Keep rejects, chunk ledger and claims of finished imports, and
@@ -55,6 +58,7 @@ def cleanup(
     cutoff = cutoff_of(now, retention_days)
     exports = expire_exports(database, now, dry_run)
     leftovers = remove_abandoned_temp_files(now, dry_run)
+    abandoned = close_abandoned_imports(database, dry_run)
     imports, ledger = purge_finished_imports(database, cutoff, dry_run)
     letters = purge_replayed_dead_letters(database, cutoff, dry_run)
     removed = exports + leftovers + ledger + letters
@@ -63,6 +67,7 @@ def cleanup(
         dry_run=dry_run,
         retention_days=retention_days,
         imports=imports,
+        abandoned_imports=abandoned,
         cutoff=cutoff,
     )
     verb = "would delete" if dry_run else "deleted"
@@ -85,4 +90,10 @@ def cleanup(
         ", ".join(f"{count} {kind}" for kind, count in counts.items()),
         left_alone,
     )
+    if abandoned:
+        get_run_logger().warning(
+            "%d import(s) still said running after their flow run ended: %s failed",
+            abandoned,
+            "would be recorded" if dry_run else "recorded",
+        )
     return result

@@ -7,17 +7,24 @@ chunk ledger and key claims of imports that finished (succeeded or failed) more 
 `retention_days` ago, and dead letters replayed that long ago. A running import's ledger is
 what makes its resume exact, so it is never touched, and pending dead letters stay until they
 are replayed. Every batch is its own short transaction, so imports keep committing meanwhile.
+
+An import whose flow run ended without a word (its worker or machine was killed, and the
+zombie automation marked the run Crashed) still says `running`; cleanup records it as failed,
+with the run's final state, so reports tell the truth. It stays resumable with its import_id.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import sqlalchemy as sa
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.exceptions import MissingContextError
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
@@ -143,6 +150,65 @@ def delete_abandoned_temp_files(root: Path, before: datetime, *, dry_run: bool =
 
 def _finished_before(cutoff: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(imports.c.status.in_(FINISHED), imports.c.finished_at < cutoff)
+
+
+def close_abandoned(
+    engine: Engine, ended_runs: Callable[[list[str]], dict[str, str]], *, dry_run: bool = False
+) -> int:
+    """Mark failed the imports still `running` whose flow run has ended; how many.
+
+    `ended_runs` maps flow run ids to the final state of those that ended (runs still going,
+    or unknown to the Prefect server, are absent). A run that resumed the import meanwhile
+    took the row over (its own flow run id), so the update leaves it alone.
+    """
+    ensure_bookkeeping(engine)
+    running = sa.and_(imports.c.status == "running", imports.c.flow_run_id.is_not(None))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(imports.c.import_id, imports.c.flow_run_id).where(running))
+        candidates = [(row.import_id, row.flow_run_id) for row in rows]
+    ended = ended_runs(sorted({run for _, run in candidates})) if candidates else {}
+    closed = 0
+    for import_id, run in candidates:
+        if run not in ended:
+            continue
+        if dry_run:
+            closed += 1
+            continue
+        error = (
+            f"flow run {run} ended {ended[run]} without recording it (its worker or machine "
+            "was lost); run the import again with the same import_id to resume it"
+        )
+        with engine.begin() as conn:
+            closed += conn.execute(
+                imports.update()
+                .where(imports.c.import_id == import_id, imports.c.flow_run_id == run, running)
+                .values(
+                    status="failed", error=error[:4000], finished_at=sa.func.current_timestamp()
+                )
+            ).rowcount
+    return closed
+
+
+def ended_flow_runs(run_ids: list[str]) -> dict[str, str]:
+    """The final state ("Crashed: <message>") of each of `run_ids` that has ended."""
+    ids = []
+    for run_id in run_ids:
+        try:
+            ids.append(UUID(run_id))
+        except ValueError:
+            continue
+    ended: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        for start in range(0, len(ids), 200):
+            batch = ids[start : start + 200]
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=batch)), limit=len(batch)
+            )
+            for run in runs:
+                if run.state is not None and run.state.is_final():
+                    message = f": {run.state.message}" if run.state.message else ""
+                    ended[str(run.id)] = f"{run.state.name}{message}"
+    return ended
 
 
 def purgeable_imports(engine: Engine, cutoff: datetime) -> list[str]:
@@ -279,6 +345,13 @@ def expire_exports(database: str | None, now: datetime, dry_run: bool) -> Remove
 def remove_abandoned_temp_files(now: datetime, dry_run: bool) -> Removed:
     """Temporary files of exports killed mid-way, untouched for a day, under the exports root."""
     return delete_abandoned_temp_files(exports_root(), now - ABANDONED_AFTER, dry_run=dry_run)
+
+
+@task(name="close-abandoned-imports", cache_policy=NO_CACHE, **transient_retries(3))
+def close_abandoned_imports(database: str | None, dry_run: bool) -> int:
+    """Imports left `running` by a flow run that ended without recording it."""
+    with database_errors("closing abandoned imports"):
+        return close_abandoned(get_engine(database), ended_flow_runs, dry_run=dry_run)
 
 
 @task(name="purge-finished-imports", cache_policy=NO_CACHE, **transient_retries(3))

@@ -274,6 +274,8 @@ def test_sigterm_to_the_supervised_worker_crashes_its_run_frees_the_slot_and_the
 
     run = stack.flow_run(name)
     assert run["state_type"] == "CRASHED"
+    recorded = query(postgres_url, "SELECT status, error FROM batchflows_imports")
+    assert tuple(recorded[0]) == ("failed", "stopped by TerminationSignal")
     stopped_at = committed_chunks(postgres_url)
     assert 8 <= stopped_at < 40
     in_ledger = query(postgres_url, "SELECT coalesce(sum(inserted), 0) FROM batchflows_chunks")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from prefect import flow, get_client
+from prefect.states import Crashed, Running
 from sqlalchemy.engine import Engine
 
 from flows.cleanup import cleanup
@@ -31,10 +34,17 @@ from tests.flows.helpers import expected_ids, make_users, slow_down_inserts, tab
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
-def _import(conn: sa.Connection, import_id: str, status: str, finished: datetime | None) -> None:
+def _import(
+    conn: sa.Connection,
+    import_id: str,
+    status: str,
+    finished: datetime | None,
+    flow_run_id: str | None = None,
+) -> None:
     conn.execute(
         imports.insert().values(
             import_id=import_id,
+            flow_run_id=flow_run_id,
             source="users.csv",
             fingerprint="f",
             table_name="users",
@@ -187,6 +197,76 @@ def test_a_resumed_import_keeps_its_ledger(seeded: Engine) -> None:
         )
     assert retention.purge_import(seeded, "old-failed", cutoff) == Removed()
     assert _remaining(seeded, chunks)["old-failed"] == 3
+
+
+def _status(engine: Engine, import_id: str) -> tuple[str, str | None]:
+    query = sa.select(imports.c.status, imports.c.error).where(imports.c.import_id == import_id)
+    with engine.connect() as conn:
+        status, error = conn.execute(query).one()
+    return status, error
+
+
+def test_an_import_whose_flow_run_ended_unrecorded_is_closed_as_failed(seeded: Engine) -> None:
+    with seeded.begin() as conn:
+        _import(conn, "killed", "running", None, flow_run_id="run-killed")
+        _import(conn, "active", "running", None, flow_run_id="run-active")
+        _import(conn, "resumed", "running", None, flow_run_id="run-old")
+    ended = {"run-killed": "Crashed: No heartbeat for 40 s", "run-old": "Crashed"}
+    asked: list[list[str]] = []
+
+    def ended_runs(run_ids: list[str]) -> dict[str, str]:
+        asked.append(run_ids)
+        return ended
+
+    def resumed_meanwhile(run_ids: list[str]) -> dict[str, str]:
+        # A rerun resumes "resumed" after cleanup read the rows: the row is its now.
+        with seeded.begin() as conn:
+            conn.execute(
+                imports.update()
+                .where(imports.c.import_id == "resumed")
+                .values(flow_run_id="run-new")
+            )
+        return ended_runs(run_ids)
+
+    assert retention.close_abandoned(seeded, ended_runs, dry_run=True) == 2
+    assert _status(seeded, "killed") == ("running", None)
+    assert retention.close_abandoned(seeded, resumed_meanwhile) == 1
+
+    assert asked[0] == ["run-active", "run-killed", "run-old"]
+    status, error = _status(seeded, "killed")
+    assert status == "failed"
+    assert error is not None
+    assert "flow run run-killed ended Crashed: No heartbeat for 40 s" in error
+    assert "same import_id to resume" in error
+    assert _status(seeded, "active") == ("running", None)
+    assert _status(seeded, "resumed") == ("running", None)
+    assert _status(seeded, "running") == ("running", None)  # no flow run: never guessed at
+
+
+def test_cleanup_closes_imports_of_crashed_runs_by_their_prefect_state(database_url: str) -> None:
+    @flow(name="cleanup-probe")
+    def probe() -> None:
+        """Only its flow runs matter: created in the states a worker would leave."""
+
+    with get_client(sync_client=True) as client:
+        crashed = client.create_flow_run(probe, state=Crashed(message="No heartbeat for 40 s"))
+        running = client.create_flow_run(probe, state=Running())
+    engine = get_engine(database_url)
+    ensure_bookkeeping(engine)
+    with engine.begin() as conn:
+        _import(conn, "crashed", "running", None, flow_run_id=str(crashed.id))
+        _import(conn, "running", "running", None, flow_run_id=str(running.id))
+        _import(conn, "hostile", "running", None, flow_run_id="'; DROP TABLE users; --")
+        _import(conn, "unknown", "running", None, flow_run_id=str(uuid.uuid4()))
+
+    result = cleanup(retention_days=7, database=database_url)
+
+    assert result.abandoned_imports == 1
+    status, error = _status(engine, "crashed")
+    assert status == "failed"
+    assert f"flow run {crashed.id} ended Crashed: No heartbeat for 40 s" in (error or "")
+    for import_id in ("running", "hostile", "unknown"):
+        assert _status(engine, import_id) == ("running", None)
 
 
 def test_retention_must_not_be_negative() -> None:
