@@ -7,6 +7,7 @@ from the clean users file bench_import generates):
   gzip member on its own thread;
 - parquet: a child that fetches the table with ADBC (adbc-driver-postgresql) and writes it with
   pyarrow's ParquetWriter, against export-table (format parquet).
+export-table runs at its default `chunk_size` (rows per part) unless `--chunk-size` is given.
 The flow runs in a worker-like child process talking to a real Prefect server (started before
 the clock). The ratio uses the flow's own time (`seconds` in its result); the time of the
 whole call, which adds Prefect's flow-run set-up and tear-down, is printed beside it.
@@ -24,10 +25,10 @@ from typing import Any, Literal
 
 from bench.bench_import import files
 from bench.support import OUT, prefect_server, psql, run_child, throwaway_database, timed
+from flows.export_table import PART_ROWS
 from samples.users import create_users_table
 
 ROWS = 1_000_000
-CHUNK_SIZE = 100_000
 EXPORTS = OUT / "exports"
 
 
@@ -72,7 +73,7 @@ def _line(label: str, rows: int, seconds: float, note: str = "") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=ROWS)
-    parser.add_argument("--chunk-size", type=int, default=CHUNK_SIZE)
+    parser.add_argument("--chunk-size", type=int, default=PART_ROWS)
     parser.add_argument("--child", choices=["export", "adbc"])
     parser.add_argument("--url")
     parser.add_argument("--format", default="csv", choices=["csv", "parquet"])
