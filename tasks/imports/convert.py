@@ -62,12 +62,27 @@ def _try_cast(raw: pa.Array, target: pa.DataType) -> pa.Array | None:
 
 
 def _integers(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
-    low, high = _INT_RANGES[column.bits or 64]
-    sql = column.sql_type.lower()
     fast = _try_cast(raw, pa.int64())
     if fast is not None:
-        in_range = mask(pc.and_(pc.greater_equal(fast, low), pc.less_equal(fast, high)))
-        return fast, [(~in_range, lambda v: f"{v} is out of range for {sql} ({low} to {high})")]
+        return fast, [_int_range_check(fast, column, within=mask(fast.is_valid()))]
+    # Plain digit strings of up to 18 digits cast at once; the others (blanks, a "+", 19
+    # digits or more, garbage), usually few, take the general path.
+    plain = matches(raw, r"^-?[0-9]{1,18}$")
+    values = pc.cast(pc.if_else(pa.array(plain), raw, None), pa.int64())
+    checks = [_int_range_check(values, column, within=plain)]
+    return _patched(raw, plain, values, checks, lambda rest: _integers_in_general(rest, column))
+
+
+def _int_range_check(values: pa.Array, column: ColumnSpec, *, within: BoolArray) -> Check:
+    """The cells `within` whose value (null: too big for int64) is outside the column's type."""
+    low, high = _INT_RANGES[column.bits or 64]
+    sql = column.sql_type.lower()
+    in_range = mask(pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high)))
+    return within & ~in_range, (lambda v: f"{v} is out of range for {sql} ({low} to {high})")
+
+
+def _integers_in_general(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
+    low, high = _INT_RANGES[column.bits or 64]
     # Arrow's cast refuses blanks and a leading "+", which PostgreSQL accepts.
     trimmed = pc.replace_substring_regex(pc.utf8_trim_whitespace(raw), r"^\+", "")
     digits = matches(trimmed, r"^[+-]?[0-9]+$")
@@ -80,10 +95,9 @@ def _integers(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[C
             number = int(trimmed[row].as_py())
             python[row] = number if low <= number <= high else None
         values = pa.array(python, pa.int64())
-    in_range = mask(pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high)))
     return values, [
         (~digits, lambda v: f"{v} is not an integer"),
-        (digits & ~in_range, lambda v: f"{v} is out of range for {sql} ({low} to {high})"),
+        _int_range_check(values, column, within=digits),
     ]
 
 
@@ -107,12 +121,36 @@ def _floats(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Che
 
 
 def _decimals(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
+    """Plain numbers that fit the column are found with one regex; the others (blanks,
+    exponents, too many digits, garbage), usually few, take the general path."""
+    whole_digits = _whole_digits(column)
+    if whole_digits is None:
+        fits = matches(raw, _PLAIN_NUMBER)
+    elif whole_digits == 0:
+        fits = matches(raw, r"^[+-]?(?:0+(?:\.[0-9]*)?|0*\.[0-9]+)$")
+    elif whole_digits > 0:
+        fits = matches(raw, rf"^[+-]?(?:0*[0-9]{{1,{whole_digits}}}(?:\.[0-9]*)?|\.[0-9]+)$")
+    else:
+        fits = np.zeros(len(raw), dtype=np.bool_)
+    values = pc.if_else(pa.array(fits), raw, None)
+    return _patched(raw, fits, values, [], lambda rest: _decimals_in_general(rest, column))
+
+
+_PLAIN_NUMBER = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$"
+
+
+def _whole_digits(column: ColumnSpec) -> int | None:
+    """How many digits a numeric(p, s) column allows before the decimal point."""
+    return None if column.precision is None else column.precision - (column.scale or 0)
+
+
+def _decimals_in_general(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
     trimmed = pc.utf8_trim_whitespace(raw)
-    plain = matches(trimmed, r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$")
+    plain = matches(trimmed, _PLAIN_NUMBER)
     exponent = matches(trimmed, r"(?i)^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)e[+-]?[0-9]+$")
     too_big = np.zeros(len(raw), dtype=np.bool_)
-    if column.precision is not None:
-        whole_digits = column.precision - (column.scale or 0)
+    whole_digits = _whole_digits(column)
+    if whole_digits is not None:
         integer_part = pc.utf8_ltrim(
             pc.extract_regex(trimmed, r"^[+-]?(?P<i>[0-9]*)").field("i"), "0"
         )
@@ -125,6 +163,30 @@ def _decimals(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[C
         (~(plain | exponent), lambda v: f"{v} is not a number"),
         (too_big, lambda v: f"{v} has too many digits before the decimal point for {sql}"),
     ]
+
+
+def _patched(
+    raw: pa.StringArray,
+    done: BoolArray,
+    values: pa.Array,
+    checks: list[Check],
+    general: Callable[[pa.StringArray], tuple[pa.Array, list[Check]]],
+) -> tuple[pa.Array, list[Check]]:
+    """`values` and `checks` cover the `done` cells; the other non-null cells go through
+    `general` on their own, and its values and checks are put back in place."""
+    others = np.flatnonzero(~done & mask(raw.is_valid()))
+    if len(others) == 0:
+        return values, checks
+    rest, rest_checks = general(raw.take(pa.array(others)))
+    replaced = np.zeros(len(raw), dtype=np.bool_)
+    replaced[others] = True
+    patched = pc.replace_with_mask(values, pa.array(replaced), rest.cast(values.type))
+    placed = list(checks)
+    for bad, reason in rest_checks:
+        full = np.zeros(len(raw), dtype=np.bool_)
+        full[others] = bad
+        placed.append((full, reason))
+    return patched, placed
 
 
 def _booleans(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:
@@ -175,16 +237,7 @@ def _timestamps(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list
     subset = _try_cast(pc.if_else(pa.array(canonical), raw, None), unit)
     if subset is None:
         return _timestamps_by_parts(raw, column)
-    # Only the few other cells take the slow path; their results go back in place.
-    others = np.flatnonzero(~canonical & mask(raw.is_valid()))
-    rest, checks = _timestamps_by_parts(raw.take(pa.array(others)), column)
-    values = pc.replace_with_mask(subset, pa.array(~canonical & mask(raw.is_valid())), rest)
-    placed: list[Check] = []
-    for bad, reason in checks:
-        full = np.zeros(len(raw), dtype=np.bool_)
-        full[others] = bad
-        placed.append((full, reason))
-    return values, placed
+    return _patched(raw, canonical, subset, [], lambda rest: _timestamps_by_parts(rest, column))
 
 
 def _timestamps_by_parts(raw: pa.StringArray, column: ColumnSpec) -> tuple[pa.Array, list[Check]]:

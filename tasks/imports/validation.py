@@ -81,7 +81,7 @@ def validate(
         present = np.ones(rows, dtype=np.bool_) if raw.null_count == 0 else mask(raw.is_valid())
         if name in required or rule.required or not column.nullable:
             failures.append((name, raw, ~present, _missing_reason(column.nullable)))
-        if spec.dialect == "postgresql" and raw.null_count < rows:
+        if spec.dialect == "postgresql" and raw.null_count < rows and _holds_nul(raw):
             failures.append((name, raw, mask(pc.match_substring(raw, "\x00")), _nul_reason))
         converted, checks = convert(raw, column)
         values[name] = converted
@@ -110,6 +110,14 @@ def _missing_reason(nullable: bool) -> Reason:
         return why
 
     return reason
+
+
+def _holds_nul(raw: pa.StringArray) -> bool:
+    """Whether any byte of the column's value buffer is NUL: one pass over raw memory, so
+    only a column that holds one is searched cell by cell (a false alarm from bytes outside
+    a sliced array's cells costs only that search)."""
+    values = raw.buffers()[2]
+    return values is not None and not np.frombuffer(values, dtype=np.uint8).all()
 
 
 def _nul_reason(value: str) -> str:
