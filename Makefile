@@ -20,10 +20,13 @@ PDF_LIBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-co
 system-libs: ## Debian libraries that PDF reports need (Pango, HarfBuzz subset, a font)
 	@dpkg -s $(PDF_LIBS) >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q $(PDF_LIBS))
 
+# Bytecode is compiled at install time (pip's default, not uv's): where
+# PYTHONDONTWRITEBYTECODE is set, as on CI, every process would otherwise compile Prefect,
+# pandas and SQLAlchemy again, about 5 s for each worker, flow run and server start.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
 	touch $@
 
 lock: ## re-pin every dependency after editing pyproject.toml
