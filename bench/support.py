@@ -86,10 +86,14 @@ def timed(command: list[str]) -> float:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB."""
-    import resource  # noqa: PLC0415  (POSIX only, and only the child needs it)
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far, in MB: VmHWM, the high-water mark of the
+    memory its program image got at exec. (getrusage's ru_maxrss keeps the RSS of the
+    parent it was forked from: a child of a bench that had just generated the 10M-row files
+    reported their 1 GB as its own.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("/proc/self/status has no VmHWM line: peak RSS needs Linux")
 
 
 def psql(url: str, *commands: str) -> list[str]:
