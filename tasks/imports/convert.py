@@ -174,12 +174,11 @@ def _patched(
 ) -> tuple[pa.Array, list[Check]]:
     """`values` and `checks` cover the `done` cells; the other non-null cells go through
     `general` on their own, and its values and checks are put back in place."""
-    others = np.flatnonzero(~done & mask(raw.is_valid()))
+    replaced = ~done & mask(raw.is_valid())
+    others = np.flatnonzero(replaced)
     if len(others) == 0:
         return values, checks
     rest, rest_checks = general(raw.take(pa.array(others)))
-    replaced = np.zeros(len(raw), dtype=np.bool_)
-    replaced[others] = True
     patched = pc.replace_with_mask(values, pa.array(replaced), rest.cast(values.type))
     placed = list(checks)
     for bad, reason in rest_checks:
