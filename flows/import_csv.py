@@ -31,6 +31,7 @@ from tasks.imports import (
     OnConflict,
     chunk_cutter,
     emit_error_rate_alert,
+    failure_recorded,
     finish_import,
     first_rejects,
     plan_import,
@@ -134,9 +135,10 @@ def import_csv(
     progress = RunProgress(f"Importing {source} into {table}", f"import {import_id}")
     window = max_concurrency or (os.cpu_count() or 2)
     cutter = chunk_cutter(plan)
-    for counts in run_in_order(plan, cutter, window, chunk_timeout_seconds):
-        _report(progress, plan, cutter, counts)
-    totals = finish_import(plan)
+    with failure_recorded(plan):
+        for counts in run_in_order(plan, cutter, window, chunk_timeout_seconds):
+            _report(progress, plan, cutter, counts)
+        totals = finish_import(plan)
     seconds = time.monotonic() - started
     result = ImportResult(
         import_id=import_id,

@@ -10,7 +10,13 @@ from tasks.imports.ledger import ChunkCounts, ImportTotals, first_rejects
 from tasks.imports.plan import ImportOptions, ImportPlan
 from tasks.imports.rules import ColumnRule, OnConflict
 from tasks.imports.sizing import ChunkCutter
-from tasks.imports.steps import chunk_cutter, finish_import, plan_import, run_in_order
+from tasks.imports.steps import (
+    chunk_cutter,
+    failure_recorded,
+    finish_import,
+    plan_import,
+    run_in_order,
+)
 
 __all__ = [
     "ChunkCounts",
@@ -23,6 +29,7 @@ __all__ = [
     "OnConflict",
     "chunk_cutter",
     "emit_error_rate_alert",
+    "failure_recorded",
     "finish_import",
     "first_rejects",
     "plan_import",

@@ -177,9 +177,17 @@ def mark_finished(engine: Engine, import_id: str, totals: ImportTotals) -> None:
 
 
 def mark_failed(engine: Engine, import_id: str, error: str) -> None:
-    """Record why an import stopped; chunks waiting for their turn see it and stop too."""
+    """Record why a running import stopped; chunks waiting for their turn see it and stop too.
+
+    Only a `running` import changes: the first reason recorded stands, and a finished import
+    stays as it finished, so every handler on the way out may call this.
+    """
     with engine.begin() as conn:
-        _set(conn, import_id, status="failed", error=error[:4000])
+        conn.execute(
+            imports.update()
+            .where(imports.c.import_id == import_id, imports.c.status == "running")
+            .values(status="failed", error=error[:4000], finished_at=sa.func.current_timestamp())
+        )
 
 
 def _set(conn: sa.Connection, import_id: str, **values: Any) -> None:

@@ -8,6 +8,7 @@ works across machines, where a worker-local cache would not.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -115,14 +116,34 @@ def run_in_order(
     take `chunk_timeout_seconds` at most after the one before it finished.
     """
 
-    def fail(exc: BaseException) -> None:
-        # A TerminationSignal (SIGTERM) has no message: name the exception instead.
-        reason = str(exc) or f"stopped by {type(exc).__name__}"
-        mark_failed(get_engine(plan.job.database), plan.job.import_id, reason)
-
     chunks = ({"job": plan.job, "chunk": chunk} for chunk in cutter)
     for counts in results_in_order(
-        import_chunk, chunks, window, on_error=fail, timeout_seconds=chunk_timeout_seconds
+        import_chunk,
+        chunks,
+        window,
+        on_error=lambda exc: _record_failure(plan, exc),
+        timeout_seconds=chunk_timeout_seconds,
     ):
         cutter.observe(counts.rows, counts.refused, already_committed=counts.already_committed)
         yield counts
+
+
+@contextmanager
+def failure_recorded(plan: ImportPlan) -> Iterator[None]:
+    """Mark the import failed when the block raises, whatever raised and wherever.
+
+    `run_in_order` records a chunk's failure before it waits for the chunks in flight; this
+    catches the rest, above all a SIGTERM, which Prefect turns into a `TerminationSignal`
+    raised at whatever line the flow is on (between chunks as well as while waiting for one).
+    """
+    try:
+        yield
+    except BaseException as exc:
+        _record_failure(plan, exc)
+        raise
+
+
+def _record_failure(plan: ImportPlan, exc: BaseException) -> None:
+    # A TerminationSignal (SIGTERM) has no message: name the exception instead.
+    reason = str(exc) or f"stopped by {type(exc).__name__}"
+    mark_failed(get_engine(plan.job.database), plan.job.import_id, reason)
