@@ -18,10 +18,9 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from tasks.api.delivery import Delivery, Outcome
-from tasks.common.retry import is_transient, transient_retries
+from tasks.common.retry import transient_attempts, transient_retries
 from tasks.common.run_log import run_logger
 from tasks.db.bookkeeping import dead_letters, ensure_bookkeeping
 from tasks.db.engine import backend_of, get_engine
@@ -42,13 +41,7 @@ def settle(engine: Engine, outcomes: Sequence[Outcome], flow_run_id: str | None)
     ensure_bookkeeping(engine)
     now = dt.datetime.now(dt.UTC)
     failed = [o for o in outcomes if not o.delivered and o.delivery.dead_letter_id is None]
-    retrying = Retrying(
-        stop=stop_after_attempt(SETTLE_ATTEMPTS),
-        wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
-        retry=retry_if_exception(is_transient),
-        reraise=True,
-    )
-    for attempt in retrying:
+    for attempt in transient_attempts(SETTLE_ATTEMPTS):
         with attempt, database_errors("batchflows_dead_letters"), engine.begin() as conn:
             if failed:
                 conn.execute(_insert_letters(engine, failed, flow_run_id, now))

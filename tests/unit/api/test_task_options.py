@@ -8,13 +8,13 @@ import pytest
 from prefect.cache_policies import NO_CACHE
 
 from tasks.api.dead_letters import plan_replay
-from tasks.api.pull_pages import fetch_page, write_page
+from tasks.api.pull_pages import fetch_page
 from tasks.api.pull_plan import plan_pull
 from tasks.api.push_source import plan_push
 from tasks.api.send import send_group
 from tasks.common.retry import retry_if_transient
 
-TASKS = [plan_pull, fetch_page, write_page, plan_push, send_group, plan_replay]
+TASKS = [plan_pull, fetch_page, plan_push, send_group, plan_replay]
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda task: task.name)
