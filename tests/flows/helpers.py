@@ -16,6 +16,8 @@ from prefect.settings import PREFECT_API_URL
 
 from flows.import_csv import import_csv
 from samples.users import KEY, RULES, Generated, create_users_table, write_users_csv
+from tasks.imports.csv_plan import CsvDialect
+from tasks.imports.plan import ImportOptions, ImportPlan, make_plan
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,27 @@ def make_users(
     )
     create_users_table(url, replace=True)
     return UsersFile(path=path, generated=generated)
+
+
+def plan_users(source: Path, url: str, chunk_size: int | None, import_id: str) -> ImportPlan:
+    """The import of a users file into `users`, planned (registered, nothing applied)."""
+    options = ImportOptions(
+        table="users",
+        key=KEY,
+        on_conflict="skip",
+        rules=RULES,
+        chunk_size=chunk_size,
+        dialect=CsvDialect(),
+        columns=None,
+        ignore_extra_columns=False,
+    )
+    return make_plan(
+        source=str(source),
+        options=options,
+        import_id=import_id,
+        database=url,
+        max_error_rate=1.0,
+    )
 
 
 def expected_ids(users: UsersFile, keep: str) -> dict[str, str]:

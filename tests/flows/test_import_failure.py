@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from samples.users import KEY, RULES
 from tasks.db import get_engine
 from tasks.imports import steps
-from tasks.imports.csv_plan import CsvDialect
 from tasks.imports.ledger import mark_failed
-from tasks.imports.plan import ImportOptions, ImportPlan, make_plan
-from tests.flows.helpers import make_users, query
+from tasks.imports.plan import ImportPlan
+from tests.flows.helpers import make_users, plan_users, query
 
 
 class Signalled(BaseException):
@@ -21,23 +19,7 @@ class Signalled(BaseException):
 
 def _plan(tmp_path: Path, url: str) -> ImportPlan:
     users = make_users(tmp_path, url, 60)
-    options = ImportOptions(
-        table="users",
-        key=KEY,
-        on_conflict="skip",
-        rules=RULES,
-        chunk_size=20,
-        dialect=CsvDialect(),
-        columns=None,
-        ignore_extra_columns=False,
-    )
-    return make_plan(
-        source=str(users.path),
-        options=options,
-        import_id="stopping",
-        database=url,
-        max_error_rate=1.0,
-    )
+    return plan_users(users.path, url, chunk_size=20, import_id="stopping")
 
 
 def _status(url: str) -> tuple[object, ...]:

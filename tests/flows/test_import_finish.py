@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 from prefect import flow
 
-from samples.users import KEY, RULES
 from tasks.imports import ImportTotals, steps
-from tasks.imports.csv_plan import CsvDialect
 from tasks.imports.ledger import ledger_totals, mark_finished
-from tasks.imports.plan import ImportOptions, ImportPlan, make_plan
-from tests.flows.helpers import make_users, query
+from tasks.imports.plan import ImportPlan
+from tests.flows.helpers import make_users, plan_users, query
 
 # The task's own retry options, without the back-off pause.
 finish_now = steps.finish_import.with_options(retry_delay_seconds=0)
@@ -31,23 +29,7 @@ def finish(plan: ImportPlan, apply_chunks: bool) -> ImportTotals:
 
 def _plan(tmp_path: Path, url: str) -> ImportPlan:
     users = make_users(tmp_path, url, 60)
-    options = ImportOptions(
-        table="users",
-        key=KEY,
-        on_conflict="skip",
-        rules=RULES,
-        chunk_size=25,
-        dialect=CsvDialect(),
-        columns=None,
-        ignore_extra_columns=False,
-    )
-    return make_plan(
-        source=str(users.path),
-        options=options,
-        import_id="finish-test",
-        database=url,
-        max_error_rate=1.0,
-    )
+    return plan_users(users.path, url, chunk_size=25, import_id="finish-test")
 
 
 def test_a_ledger_that_does_not_add_up_fails_at_once_without_retries(

@@ -16,12 +16,12 @@ from tasks.imports import chunk as chunk_module
 from tasks.imports import csv_plan, sizing
 from tasks.imports.chunk import run_chunk as real_run_chunk
 from tasks.imports.csv_plan import ChunkSpec
-from tasks.imports.plan import ImportOptions, make_plan
 from tasks.imports.steps import chunk_cutter
 from tests.flows.helpers import (
     committed_chunks,
     expected_ids,
     make_users,
+    plan_users,
     query,
     slow_down_inserts,
     start_import_child,
@@ -139,23 +139,7 @@ def test_a_chunk_that_does_not_follow_the_committed_one_is_refused(
     monkeypatch.setattr("tasks.imports.steps.run_chunk", crash_on_chunk_3)
     with pytest.raises(RuntimeError, match="worker died"):
         _import(users.path, database_url, import_id="cut-twice")
-    options = ImportOptions(
-        table="users",
-        key=KEY,
-        on_conflict="skip",
-        rules=RULES,
-        chunk_size=None,
-        dialect=csv_plan.CsvDialect(),
-        columns=None,
-        ignore_extra_columns=False,
-    )
-    plan = make_plan(
-        source=str(users.path),
-        options=options,
-        import_id="cut-twice",
-        database=database_url,
-        max_error_rate=1.0,
-    )
+    plan = plan_users(users.path, database_url, chunk_size=None, import_id="cut-twice")
     cutter = chunk_cutter(plan)
     skipped = cutter.cut()  # what another run would have applied as chunk 3
     stray = cutter.cut().model_copy(update={"index": skipped.index})
