@@ -183,17 +183,16 @@ def mark_failed(engine: Engine, import_id: str, error: str) -> None:
     stays as it finished, so every handler on the way out may call this.
     """
     with engine.begin() as conn:
-        conn.execute(
-            imports.update()
-            .where(imports.c.import_id == import_id, imports.c.status == "running")
-            .values(status="failed", error=error[:4000], finished_at=sa.func.current_timestamp())
-        )
+        running = imports.c.status == "running"
+        _set(conn, import_id, running, status="failed", error=error[:4000])
 
 
-def _set(conn: sa.Connection, import_id: str, **values: Any) -> None:
+def _set(
+    conn: sa.Connection, import_id: str, *only_if: sa.ColumnElement[bool], **values: Any
+) -> None:
     conn.execute(
         imports.update()
-        .where(imports.c.import_id == import_id)
+        .where(imports.c.import_id == import_id, *only_if)
         .values(finished_at=sa.func.current_timestamp(), **values)
     )
 
