@@ -67,6 +67,28 @@ def test_utf8_bom_is_not_part_of_the_first_column(tmp_path: Path) -> None:
     assert plan.chunks[0].start == len(b"\xef\xbb\xbfid,name\n")
 
 
+@pytest.mark.parametrize("block_size", [1, 2, 3, 5, 7, 64])
+def test_utf8_characters_split_across_blocks_are_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_size: int
+) -> None:
+    monkeypatch.setattr(csv_plan, "BLOCK_SIZE", block_size)
+    good = "id,name\n1,Zoë\n2,李雷 😀\n3,Ødegaard\n".encode()
+    assert plan_file(_file(tmp_path, good, "good.csv"), CsvDialect(), 10).total_rows == 3
+    # A bad byte right after a character that a block boundary split, and a file that ends
+    # inside a character: the decoder still finds and places both (a block too small for
+    # the header names the field by number).
+    bad = "id,name\n1,李".encode() + b"\xff\n"
+    with pytest.raises(
+        CsvFormatError, match=r"line 2: .*bytes ff are not valid utf-8 \(byte offset 13\)"
+    ):
+        plan_file(_file(tmp_path, bad, "bad.csv"), CsvDialect(), 10)
+    truncated = "id,name\n1,李".encode()[:-1]
+    with pytest.raises(
+        CsvFormatError, match=r"line 2: .*bytes e6 9d are not valid utf-8 \(byte offset 10\)"
+    ):
+        plan_file(_file(tmp_path, truncated, "cut.csv"), CsvDialect(), 10)
+
+
 def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     first = plan_file(_file(tmp_path, b"id\n1\n", "a.csv"), CsvDialect(), 10).fingerprint
     second = plan_file(_file(tmp_path, b"id\n2\n", "b.csv"), CsvDialect(), 10).fingerprint
