@@ -8,11 +8,15 @@ One run, same machine, same table schema and constraints:
   chunk sizes), or with each `--chunk-size` given (`auto` or a number of rows); its counts
   must match what the generator wrote, exactly;
 - pandas: `read_csv` + `to_sql` of the clean file, for comparison (1M rows only).
-Prints rows/s, the ratio to the baseline and the worker's peak RSS; writes bench/out/import.json.
+Baseline and import alternate for `--repeat` rounds (default 3; on this machine one round's
+ratio moves by up to 30 %); the ratio printed is the median of the rounds' ratios, each
+pairing two runs minutes apart. Prints rows/s, the ratios and the worker's peak RSS (the
+highest of the rounds); writes bench/out/import.json.
 
 `--rows 10000000` (`make bench-10m`, not part of `make bench`: minutes of CPU and about 2.6 GB
 of generated files) measures the 1M-row import and the 10M-row one in the same run and
-prints how the ratio and the peak RSS moved (targets: within 10 %); bench/out/import_10m.json.
+prints how the ratio and the peak RSS moved (targets: within 10 %); the 10M pair runs once
+(each run takes minutes, which evens out the noise); bench/out/import_10m.json.
 The ratio uses the flow's own time, from its first line to its summary (`seconds` in its
 result); the time of the whole call, which adds Prefect's flow-run set-up and tear-down
 (the heartbeat thread's join alone can take 1 s), is printed beside it.
@@ -25,6 +29,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from bench.support import OUT, prefect_server, psql, run_child, throwaway_database, timed
@@ -35,6 +40,7 @@ AUTO = "auto"
 RATIO_TARGET = 0.6
 RSS_TARGET_MB = 400
 SCALE_TOLERANCE = 0.10
+REPEAT = 3
 
 
 def files(rows: int) -> tuple[Path, Path]:
@@ -103,44 +109,67 @@ def _size(value: str) -> int | None:
 
 
 def measure(
-    rows: int, chunk_sizes: list[int | None], url: str, env: dict[str, str], *, pandas: bool
+    rows: int,
+    chunk_sizes: list[int | None],
+    url: str,
+    env: dict[str, str],
+    *,
+    pandas: bool,
+    repeat: int = 1,
 ) -> dict[str, Any]:
-    """psql \\copy of the clean file, then import-csv of the dirty one per chunk size."""
+    """`repeat` rounds of psql \\copy of the clean file, then import-csv of the dirty one per
+    chunk size; each round's ratio pairs the two measured minutes apart, and the report keeps
+    every round and the medians (one round on this machine moves by up to 30 %)."""
     dirty, clean = files(rows)
     expected = expected_counts(rows)
     checkpoint = psql(url, "CHECKPOINT")
-    baseline = f"users_copy_{rows}"
-    create_users_table(url, baseline)
-    timed(checkpoint)
-    copy_seconds = timed(psql(url, f"\\copy {baseline} from '{clean.resolve()}' csv header"))
-    imports: dict[str, Any] = {}
-    for size in chunk_sizes:
-        name = AUTO if size is None else str(size)
-        table = f"users_{rows}_{name}"
-        create_users_table(url, table)
+    copies: list[float] = []
+    rounds: dict[str, list[dict[str, Any]]] = {
+        AUTO if s is None else str(s): [] for s in chunk_sizes
+    }
+    for number in range(repeat):
+        baseline = f"users_copy_{rows}"
+        create_users_table(url, baseline, replace=True)
         timed(checkpoint)
-        ours = run_child(
-            "bench.bench_import",
-            *("--child", "import", "--source", str(dirty.resolve()), "--url", url),
-            *("--table", table, "--chunk-size", name),
-            env=env,
-        )
-        counts = {k: ours[k] for k in expected}
-        if counts != expected:
-            raise AssertionError(f"{rows:,} rows, chunk_size {name}: {counts} != {expected}")
-        imports[name] = {
-            "seconds": ours["seconds"],
-            "call_seconds": ours["call_seconds"],
-            "rows_per_second": rows / ours["seconds"],
-            "ratio_to_psql_copy": copy_seconds / ours["seconds"],
-            "peak_rss_mb": ours["rss_mb"],
-            "chunks": ours["chunks"],
-            "counts": counts,
+        copies.append(timed(psql(url, f"\\copy {baseline} from '{clean.resolve()}' csv header")))
+        timed(psql(url, f"DROP TABLE {baseline}"))
+        for size in chunk_sizes:
+            name = AUTO if size is None else str(size)
+            table = f"users_{rows}_{name}"
+            create_users_table(url, table, replace=True)
+            timed(checkpoint)
+            ours = run_child(
+                "bench.bench_import",
+                *("--child", "import", "--source", str(dirty.resolve()), "--url", url),
+                *("--table", table, "--chunk-size", name),
+                env=env,
+            )
+            counts = {k: ours[k] for k in expected}
+            if counts != expected:
+                raise AssertionError(f"{rows:,} rows, chunk_size {name}: {counts} != {expected}")
+            timed(psql(url, f"DROP TABLE {table}"))
+            rounds[name].append({**ours, "ratio": copies[number] / ours["seconds"]})
+    imports = {
+        name: {
+            "seconds": median(r["seconds"] for r in runs),
+            "call_seconds": median(r["call_seconds"] for r in runs),
+            "rows_per_second": rows / median(r["seconds"] for r in runs),
+            "ratio_to_psql_copy": median(r["ratio"] for r in runs),
+            "ratios": [round(r["ratio"], 3) for r in runs],
+            "peak_rss_mb": max(r["rss_mb"] for r in runs),
+            "chunks": runs[0]["chunks"],
+            "counts": {k: runs[0][k] for k in expected},
         }
+        for name, runs in rounds.items()
+    }
     report: dict[str, Any] = {
         "rows": rows,
         "file_mb": dirty.stat().st_size / 1e6,
-        "psql_copy": {"seconds": copy_seconds, "rows_per_second": rows / copy_seconds},
+        "psql_copy": {
+            "seconds": median(copies),
+            "rounds": [round(c, 2) for c in copies],
+            "rows_per_second": rows / median(copies),
+        },
         "import_csv": imports,
     }
     if pandas:
@@ -164,13 +193,16 @@ def show(report: dict[str, Any]) -> None:
     rows = report["rows"]
     copy_seconds = report["psql_copy"]["seconds"]
     print(f"import of {rows:,} users rows ({report['file_mb']:,.0f} MB) into PostgreSQL")
-    _line("psql \\copy (clean file)", rows, copy_seconds, "")
+    copies = ", ".join(f"{c:.2f}" for c in report["psql_copy"]["rounds"])
+    _line("psql \\copy (clean file)", rows, copy_seconds, f"median of rounds {copies} s")
     for name, ours in report["import_csv"].items():
+        ratios = ", ".join(f"{r:.2f}" for r in ours["ratios"])
         _line(
             f"import-csv chunk_size={name}",
             rows,
             ours["seconds"],
-            f"ratio {ours['ratio_to_psql_copy']:.2f}x (target >= {RATIO_TARGET:.2f}x), "
+            f"ratio {ours['ratio_to_psql_copy']:.2f}x median of rounds {ratios} "
+            f"(target >= {RATIO_TARGET:.2f}x), "
             f"{ours['chunks']} chunks, whole call {ours['call_seconds']:.2f} s, "
             f"peak RSS {ours['peak_rss_mb']:.0f} MB (target < {RSS_TARGET_MB}), counts exact",
         )
@@ -207,6 +239,9 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--table", default="users")
     parser.add_argument("--chunk-size", action="append", help="rows per chunk, or auto")
+    parser.add_argument(
+        "--repeat", type=int, default=REPEAT, help="rounds of the 1M-row baseline and import"
+    )
     args = parser.parse_args()
     chunk_sizes = [_size(value) for value in args.chunk_size or [AUTO]]
     if args.child == "import":
@@ -219,13 +254,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with throwaway_database("batchflows_bench_import") as url, prefect_server() as env:
         if args.rows == ROWS:
-            report = measure(ROWS, chunk_sizes, url, env, pandas=True)
+            report = measure(ROWS, chunk_sizes, url, env, pandas=True, repeat=args.repeat)
             (OUT / "import.json").write_text(json.dumps(report, indent=2))
             show(report)
         else:
             if None not in chunk_sizes:
                 chunk_sizes.insert(0, None)
-            small = measure(ROWS, chunk_sizes, url, env, pandas=False)
+            small = measure(ROWS, chunk_sizes, url, env, pandas=False, repeat=args.repeat)
             show(small)
             large = measure(args.rows, chunk_sizes, url, env, pandas=False)
             show(large)
