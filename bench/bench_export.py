@@ -11,7 +11,10 @@ export-table runs at its default `chunk_size` (rows per part) unless `--chunk-si
 The flow runs in a worker-like child process talking to a real Prefect server (started before
 the clock). The ratio uses the flow's own time (`seconds` in its result); the time of the
 whole call, which adds Prefect's flow-run set-up and tear-down, is printed beside it.
-Prints rows/s, ratios and peak RSS; writes bench/out/export.json.
+Baselines and exports run `--repeat` rounds (default 3: one round's parquet ratio moved
+from 0.72x to 1.01x on the same code, with the baseline); each round's ratio pairs it with
+its own baseline and the median is printed beside every round's. Prints rows/s, ratios and
+peak RSS (the highest of the rounds); writes bench/out/export.json.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import shlex
 import shutil
 import time
+from statistics import median
 from typing import Any, Literal
 
 from bench.bench_import import files
@@ -29,6 +33,7 @@ from flows.export_table import PART_ROWS
 from samples.users import create_users_table
 
 ROWS = 1_000_000
+REPEAT = 3
 EXPORTS = OUT / "exports"
 
 
@@ -66,6 +71,31 @@ def child_adbc(url: str, target: str) -> None:
     print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(), "rows": rows}))
 
 
+def _summary(rows: int, file_format: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One format's medians over the rounds; each round's ratio pairs its own baseline."""
+    ours = [r["ours"][file_format] for r in rounds]
+    ratios = [r[file_format] / o["seconds"] for r, o in zip(rounds, ours, strict=True)]
+    seconds = median(o["seconds"] for o in ours)
+    return {
+        "seconds": seconds,
+        "call_seconds": median(o["call_seconds"] for o in ours),
+        "rows": ours[0]["rows"],
+        "bytes": ours[0]["bytes"],
+        "parts": ours[0]["parts"],
+        "rows_per_second": rows / seconds,
+        "ratio_to_baseline": median(ratios),
+        "ratios": [round(r, 3) for r in ratios],
+        "ratio_whole_call": median(
+            r[file_format] / o["call_seconds"] for r, o in zip(rounds, ours, strict=True)
+        ),
+        "peak_rss_mb": max(o["rss_mb"] for o in ours),
+    }
+
+
+def _seconds(rounds: list[float]) -> str:
+    return ", ".join(f"{s:.2f}" for s in rounds) + " s"
+
+
 def _line(label: str, rows: int, seconds: float, note: str = "") -> None:
     print(f"  {label:<40} {rows / seconds:>10,.0f} rows/s {seconds:7.2f} s  {note}")
 
@@ -78,6 +108,9 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--format", default="csv", choices=["csv", "parquet"])
     parser.add_argument("--target")
+    parser.add_argument(
+        "--repeat", type=int, default=REPEAT, help="rounds of baselines and exports"
+    )
     args = parser.parse_args()
     if args.child == "export":
         child_export(args.url, args.format, args.chunk_size)
@@ -97,64 +130,73 @@ def main() -> None:
         copy_out = shlex.join(psql(url, "\\copy users to stdout csv header"))
         pipe = f"{copy_out} | gzip -6 > {shlex.quote(str(baseline_csv))}"
         timed(["bash", "-o", "pipefail", "-c", pipe])
-        psql_seconds = timed(["bash", "-o", "pipefail", "-c", pipe])
-        adbc = run_child(
-            "bench.bench_export",
-            *("--child", "adbc", "--url", url, "--target", str(EXPORTS / "baseline.parquet")),
-            env=env,
-        )
         child_env = {**env, "BATCHFLOWS_EXPORTS_ROOT": str(EXPORTS.resolve())}
-        ours: dict[str, dict[str, Any]] = {}
-        for file_format in ("csv", "parquet"):
-            ours[file_format] = run_child(
+        rounds: list[dict[str, Any]] = []
+        for _ in range(args.repeat):
+            adbc = run_child(
                 "bench.bench_export",
-                *("--child", "export", "--url", url, "--format", file_format),
-                *("--chunk-size", str(args.chunk_size)),
-                env=child_env,
+                *("--child", "adbc", "--url", url, "--target", str(EXPORTS / "baseline.parquet")),
+                env=env,
             )
+            ours = {
+                file_format: run_child(
+                    "bench.bench_export",
+                    *("--child", "export", "--url", url, "--format", file_format),
+                    *("--chunk-size", str(args.chunk_size)),
+                    env=child_env,
+                )
+                for file_format in ("csv", "parquet")
+            }
+            psql_seconds = timed(["bash", "-o", "pipefail", "-c", pipe])
+            rounds.append({"csv": psql_seconds, "parquet": float(adbc["seconds"]), "ours": ours})
     rows = args.rows
-    baselines = {"csv": psql_seconds, "parquet": float(adbc["seconds"])}
+    baselines = {f: median(r[f] for r in rounds) for f in ("csv", "parquet")}
     report: dict[str, Any] = {
         "rows": rows,
         "chunk_size": args.chunk_size,
-        "psql_copy_gzip": {"seconds": psql_seconds, "rows_per_second": rows / psql_seconds},
+        "psql_copy_gzip": {
+            "seconds": baselines["csv"],
+            "rounds": [round(r["csv"], 2) for r in rounds],
+            "rows_per_second": rows / baselines["csv"],
+        },
         "adbc_parquet": {
-            "seconds": adbc["seconds"],
-            "rows_per_second": rows / adbc["seconds"],
-            "peak_rss_mb": adbc["rss_mb"],
+            "seconds": baselines["parquet"],
+            "rounds": [round(r["parquet"], 2) for r in rounds],
+            "rows_per_second": rows / baselines["parquet"],
         },
         "export_table": {
-            file_format: {
-                "seconds": result["seconds"],
-                "call_seconds": result["call_seconds"],
-                "rows": result["rows"],
-                "bytes": result["bytes"],
-                "parts": result["parts"],
-                "rows_per_second": rows / result["seconds"],
-                "ratio_to_baseline": baselines[file_format] / result["seconds"],
-                "ratio_whole_call": baselines[file_format] / result["call_seconds"],
-                "peak_rss_mb": result["rss_mb"],
-            }
-            for file_format, result in ours.items()
+            file_format: _summary(rows, file_format, rounds) for file_format in ("csv", "parquet")
         },
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "export.json").write_text(json.dumps(report, indent=2))
     print(f"export of {rows:,} users rows (chunk_size {args.chunk_size:,})")
-    _line("psql \\copy | gzip -6 (baseline)", rows, psql_seconds)
+    _line(
+        "psql \\copy | gzip -6 (baseline)",
+        rows,
+        baselines["csv"],
+        f"median of rounds {_seconds(report['psql_copy_gzip']['rounds'])}",
+    )
     for file_format, label in (
         ("csv", "export-table csv+gzip"),
         ("parquet", "export-table parquet"),
     ):
         if file_format == "parquet":
-            _line("ADBC -> parquet (baseline)", rows, baselines["parquet"])
+            _line(
+                "ADBC -> parquet (baseline)",
+                rows,
+                baselines["parquet"],
+                f"median of rounds {_seconds(report['adbc_parquet']['rounds'])}",
+            )
         result = report["export_table"][file_format]
+        ratios = ", ".join(f"{r:.2f}" for r in result["ratios"])
         _line(
             label,
             rows,
             result["seconds"],
-            f"ratio {result['ratio_to_baseline']:.2f}x (whole call {result['call_seconds']:.2f} s,"
-            f" {result['ratio_whole_call']:.2f}x), peak RSS {result['peak_rss_mb']:.0f} MB",
+            f"ratio {result['ratio_to_baseline']:.2f}x median of rounds {ratios} (whole call "
+            f"{result['call_seconds']:.2f} s, {result['ratio_whole_call']:.2f}x), peak RSS "
+            f"{result['peak_rss_mb']:.0f} MB",
         )
     shutil.rmtree(EXPORTS, ignore_errors=True)
 
