@@ -28,7 +28,15 @@ from statistics import median
 from typing import Any, Literal
 
 from bench.bench_import import files
-from bench.support import OUT, prefect_server, psql, run_child, throwaway_database, timed
+from bench.support import (
+    OUT,
+    listed,
+    prefect_server,
+    psql,
+    run_child,
+    throwaway_database,
+    timed,
+)
 from flows.export_table import PART_ROWS
 from samples.users import create_users_table
 
@@ -90,10 +98,6 @@ def _summary(rows: int, file_format: str, rounds: list[dict[str, Any]]) -> dict[
         ),
         "peak_rss_mb": max(o["rss_mb"] for o in ours),
     }
-
-
-def _seconds(rounds: list[float]) -> str:
-    return ", ".join(f"{s:.2f}" for s in rounds) + " s"
 
 
 def _line(label: str, rows: int, seconds: float, note: str = "") -> None:
@@ -175,7 +179,7 @@ def main() -> None:
         "psql \\copy | gzip -6 (baseline)",
         rows,
         baselines["csv"],
-        f"median of rounds {_seconds(report['psql_copy_gzip']['rounds'])}",
+        f"median of rounds {listed(report['psql_copy_gzip']['rounds'], ' s')}",
     )
     for file_format, label in (
         ("csv", "export-table csv+gzip"),
@@ -186,10 +190,10 @@ def main() -> None:
                 "ADBC -> parquet (baseline)",
                 rows,
                 baselines["parquet"],
-                f"median of rounds {_seconds(report['adbc_parquet']['rounds'])}",
+                f"median of rounds {listed(report['adbc_parquet']['rounds'], ' s')}",
             )
         result = report["export_table"][file_format]
-        ratios = ", ".join(f"{r:.2f}" for r in result["ratios"])
+        ratios = listed(result["ratios"])
         _line(
             label,
             rows,

@@ -32,7 +32,15 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench.support import OUT, prefect_server, psql, run_child, throwaway_database, timed
+from bench.support import (
+    OUT,
+    listed,
+    prefect_server,
+    psql,
+    run_child,
+    throwaway_database,
+    timed,
+)
 from samples.users import create_users_table, write_users_csv
 
 ROWS = 1_000_000
@@ -149,19 +157,7 @@ def measure(
                 raise AssertionError(f"{rows:,} rows, chunk_size {name}: {counts} != {expected}")
             timed(psql(url, f"DROP TABLE {table}"))
             rounds[name].append({**ours, "ratio": copies[number] / ours["seconds"]})
-    imports = {
-        name: {
-            "seconds": median(r["seconds"] for r in runs),
-            "call_seconds": median(r["call_seconds"] for r in runs),
-            "rows_per_second": rows / median(r["seconds"] for r in runs),
-            "ratio_to_psql_copy": median(r["ratio"] for r in runs),
-            "ratios": [round(r["ratio"], 3) for r in runs],
-            "peak_rss_mb": max(r["rss_mb"] for r in runs),
-            "chunks": runs[0]["chunks"],
-            "counts": {k: runs[0][k] for k in expected},
-        }
-        for name, runs in rounds.items()
-    }
+    imports = {name: _summary(rows, runs, expected) for name, runs in rounds.items()}
     report: dict[str, Any] = {
         "rows": rows,
         "file_mb": dirty.stat().st_size / 1e6,
@@ -188,15 +184,30 @@ def measure(
     return report
 
 
+def _summary(rows: int, runs: list[dict[str, Any]], expected: dict[str, int]) -> dict[str, Any]:
+    """One chunk size's medians over the rounds; each round's ratio pairs its own baseline."""
+    seconds = median(r["seconds"] for r in runs)
+    return {
+        "seconds": seconds,
+        "call_seconds": median(r["call_seconds"] for r in runs),
+        "rows_per_second": rows / seconds,
+        "ratio_to_psql_copy": median(r["ratio"] for r in runs),
+        "ratios": [round(r["ratio"], 3) for r in runs],
+        "peak_rss_mb": max(r["rss_mb"] for r in runs),
+        "chunks": runs[0]["chunks"],
+        "counts": {k: runs[0][k] for k in expected},
+    }
+
+
 def show(report: dict[str, Any]) -> None:
     """Print one measure() report."""
     rows = report["rows"]
     copy_seconds = report["psql_copy"]["seconds"]
     print(f"import of {rows:,} users rows ({report['file_mb']:,.0f} MB) into PostgreSQL")
-    copies = ", ".join(f"{c:.2f}" for c in report["psql_copy"]["rounds"])
-    _line("psql \\copy (clean file)", rows, copy_seconds, f"median of rounds {copies} s")
+    copies = listed(report["psql_copy"]["rounds"], " s")
+    _line("psql \\copy (clean file)", rows, copy_seconds, f"median of rounds {copies}")
     for name, ours in report["import_csv"].items():
-        ratios = ", ".join(f"{r:.2f}" for r in ours["ratios"])
+        ratios = listed(ours["ratios"])
         _line(
             f"import-csv chunk_size={name}",
             rows,
