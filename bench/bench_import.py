@@ -15,8 +15,9 @@ highest of the rounds); writes bench/out/import.json.
 
 `--rows 10000000` (`make bench-10m`, not part of `make bench`: minutes of CPU and about 2.6 GB
 of generated files) measures the 1M-row import and the 10M-row one in the same run and
-prints how the ratio and the peak RSS moved (targets: within 10 %); the 10M pair runs once
-(each run takes minutes, which evens out the noise); bench/out/import_10m.json.
+prints how the ratio and the peak RSS moved (targets: within 10 %) and how each side's time
+per row moved; the 10M pair runs once (each run takes minutes, which evens out the noise);
+bench/out/import_10m.json.
 The ratio uses the flow's own time, from its first line to its summary (`seconds` in its
 result); the time of the whole call, which adds Prefect's flow-run set-up and tear-down
 (the heartbeat thread's join alone can take 1 s), is printed beside it.
@@ -230,14 +231,21 @@ def show(report: dict[str, Any]) -> None:
 def compare(small: dict[str, Any], large: dict[str, Any]) -> dict[str, float]:
     """How the ratio and the peak RSS of the default import moved from `small` to `large`."""
     before, after = small["import_csv"][AUTO], large["import_csv"][AUTO]
+    per_row = large["rows"] / small["rows"]
     moved = {
         "ratio_change": after["ratio_to_psql_copy"] / before["ratio_to_psql_copy"] - 1,
         "rss_change": after["peak_rss_mb"] / before["peak_rss_mb"] - 1,
+        "import_time_per_row_change": after["seconds"] / before["seconds"] / per_row - 1,
+        "copy_time_per_row_change": (
+            large["psql_copy"]["seconds"] / small["psql_copy"]["seconds"] / per_row - 1
+        ),
     }
     print(
         f"{large['rows']:,} vs {small['rows']:,} rows at the defaults: ratio "
         f"{moved['ratio_change']:+.1%}, peak RSS {moved['rss_change']:+.1%} "
-        f"(targets within {SCALE_TOLERANCE:.0%})"
+        f"(targets within {SCALE_TOLERANCE:.0%}); time per row: import-csv "
+        f"{moved['import_time_per_row_change']:+.1%}, psql \\copy "
+        f"{moved['copy_time_per_row_change']:+.1%}"
     )
     return moved
 

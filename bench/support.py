@@ -50,13 +50,21 @@ def throwaway_database(prefix: str) -> Iterator[str]:
 
 @contextmanager
 def prefect_server() -> Iterator[dict[str, str]]:
-    """A Prefect server (SQLite, temporary home) on a free port; yields the env to reach it."""
+    """A Prefect server (SQLite, temporary home) on a free port, warmed up by one small flow
+    run (bench/warm_up.py); yields the env to reach it."""
     home = Path(tempfile.mkdtemp(prefix="batchflows-bench-prefect-"))
     port = processes.free_port()
     env = processes.prefect_env(home, f"http://127.0.0.1:{port}/api")
     server = processes.spawn(processes.server_command(port), env, log=None)
     try:
         processes.wait_healthy(env["PREFECT_API_URL"], server, timeout=90)
+        subprocess.run(
+            [sys.executable, "-m", "bench.warm_up"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         yield env
     finally:
         processes.stop(server.pid, timeout=20)
