@@ -152,18 +152,24 @@ def _export_parts(
             ):
                 done.append(result)
                 progress.update(
-                    100.0 * len(done) / len(ranges),
-                    {
-                        "parts done": len(done),
-                        "parts": len(ranges),
-                        "rows": sum(p.rows for p in done),
-                        "bytes": sum(p.bytes for p in done),
-                    },
+                    100.0 * len(done) / len(ranges), parts_status(job.format, done, len(ranges))
                 )
     except BaseException:
         job.files.remove_all()
         raise
     return done
+
+
+def parts_status(file_format: Format, done: list[PartResult], parts: int) -> dict[str, int]:
+    """The live status row: parts, rows and bytes written so far. A parquet part is an Arrow
+    IPC stream, encoded into the file only when it is published, so its bytes are named so."""
+    written = "Arrow IPC bytes" if file_format == "parquet" else "bytes"
+    return {
+        "parts done": len(done),
+        "parts": parts,
+        "rows": sum(p.rows for p in done),
+        written: sum(p.bytes for p in done),
+    }
 
 
 def _summarize(

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from flows.export_table import ExportResult, export_table
+from flows.export_table import ExportResult, export_table, parts_status
 from flows.import_csv import import_csv
 from samples.users import KEY, RULES
 from tasks.errors import InputError, SchemaError, TargetError
@@ -393,3 +393,14 @@ def test_a_full_disk_mid_part_leaves_no_file_and_the_database_usable(
     assert not any(path.is_file() for path in exports_root.rglob("*"))
     monkeypatch.setattr("tasks.exports.part.write_stream", write_stream)
     assert _export(postgres_url, table="items", format=file_format, chunk_size=100).rows == 300
+
+
+def test_live_status_names_parquet_part_bytes_as_arrow_ipc() -> None:
+    done = [
+        PartResult(index=0, rows=10, path="p0", bytes=100),
+        PartResult(index=1, rows=5, path="p1", bytes=50),
+    ]
+    assert parts_status("csv", done, 4) == {"parts done": 2, "parts": 4, "rows": 15, "bytes": 150}
+    parquet = parts_status("parquet", done, 4)
+    assert parquet["Arrow IPC bytes"] == 150
+    assert "bytes" not in parquet
