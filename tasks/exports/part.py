@@ -5,7 +5,8 @@ concatenated in order, with the csv header and json brackets and commas as membe
 own. A parquet part is an Arrow IPC stream (written as fast as it is read, no encoding), and
 the join encodes the parts' batches, in order, into the one parquet file: each row is
 encoded once (parts written as parquet and re-written by the join encoded it twice, and
-reached 0.67x of ADBC-to-parquet). Memory stays bounded by a fetch batch whatever the size.
+reached 0.67x of ADBC-to-parquet). Batches are gathered into row groups of up to
+ROW_GROUP_BYTES, so memory stays bounded by that whatever the size.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ from tasks.exports.files import (
 from tasks.exports.read import CopyOut, adbc_uri, arrow_batches, cursor_batches
 from tasks.exports.source import Compression, ExportSource, Format, KeyRange
 from tasks.db.read_only import read_only_connection
+
+
+# A parquet row group holds up to this many rows (pyarrow's own default) or bytes of Arrow data.
+ROW_GROUP_ROWS = 1024 * 1024
+ROW_GROUP_BYTES = 64 * 1024 * 1024
 
 
 class ExportJob(BaseModel):
@@ -182,17 +188,45 @@ def assemble(job: ExportJob, parts: list[PartResult]) -> Path:
 def _join_parquet(whole: Path, parts: list[Path], codec: str) -> None:
     """Encode the parts' Arrow streams, in order, into one parquet file."""
     writer: pq.ParquetWriter | None = None
+    group = _RowGroup()
     try:
         for path in parts:
             with pa.OSFile(str(path), "rb") as source, pa.ipc.open_stream(source) as reader:
                 if writer is None:
                     writer = pq.ParquetWriter(whole, reader.schema, compression=codec)
                 for batch in reader:
-                    writer.write_batch(batch)
+                    if group.add(batch):
+                        group.write(writer)
             path.unlink()
+        if writer is not None:
+            group.write(writer)
     finally:
         if writer is not None:
             writer.close()
+
+
+class _RowGroup:
+    """Batches gathered into one parquet row group of up to ROW_GROUP_ROWS rows or
+    ROW_GROUP_BYTES: written batch by batch, each fetch batch (about 140,000 rows from ADBC)
+    became a row group of its own, which took twice as long to encode as whole groups
+    (0.87 s against 0.47 s for the 1M-row bench table) and made the file 16 % larger."""
+
+    def __init__(self) -> None:
+        self.batches: list[pa.RecordBatch] = []
+        self.rows = 0
+        self.bytes = 0
+
+    def add(self, batch: pa.RecordBatch) -> bool:
+        """Gather `batch`; True once the group is full."""
+        self.batches.append(batch)
+        self.rows += batch.num_rows
+        self.bytes += batch.nbytes
+        return self.rows >= ROW_GROUP_ROWS or self.bytes >= ROW_GROUP_BYTES
+
+    def write(self, writer: pq.ParquetWriter) -> None:
+        if self.batches:
+            writer.write_table(pa.Table.from_batches(self.batches), row_group_size=self.rows)
+        self.batches, self.rows, self.bytes = [], 0, 0
 
 
 def finish(job: ExportJob, parts: list[PartResult], explicit_name: bool) -> Published:

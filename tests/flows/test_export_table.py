@@ -19,6 +19,7 @@ from flows.export_table import ExportResult, export_table, parts_status
 from flows.import_csv import import_csv
 from samples.users import KEY, RULES
 from tasks.errors import InputError, SchemaError, TargetError
+from tasks.exports import part as part_module
 from tasks.exports.files import write_stream
 from tasks.exports.part import ExportJob, PartResult, write_part
 from tasks.exports.source import ExportSource, KeyRange, key_ranges
@@ -178,6 +179,26 @@ def test_every_format_round_trips_the_table_content(
         result.sha256,
     )
     assert recorded[0].bytes == Path(result.path).stat().st_size == result.bytes
+
+
+def test_parquet_row_groups_gather_the_parts_batches_up_to_their_bounds(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = list(range(1, 1001))
+    _create_items(postgres_url, ids)
+    whole = _export(postgres_url, table="items", format="parquet", chunk_size=100)
+    assert whole.parts > 1
+    assert pq.ParquetFile(whole.path).metadata.num_row_groups == 1
+    assert _file_rows(whole) == _table_rows(postgres_url)
+
+    monkeypatch.setattr(part_module, "ROW_GROUP_ROWS", 250)
+    grouped = _export(postgres_url, table="items", format="parquet", chunk_size=100)
+    metadata = pq.ParquetFile(grouped.path).metadata
+    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert sum(sizes) == len(ids)
+    assert len(sizes) > 1
+    assert all(size >= 250 for size in sizes[:-1])
+    assert _file_rows(grouped) == _table_rows(postgres_url)
 
 
 def test_csv_keeps_null_apart_from_empty_and_has_one_gzip_file(database_url: str) -> None:
