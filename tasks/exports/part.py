@@ -50,7 +50,7 @@ from tasks.db.read_only import read_only_connection
 
 # A parquet row group holds up to this many rows (pyarrow's own default) or bytes of Arrow data.
 ROW_GROUP_ROWS = 1024 * 1024
-ROW_GROUP_BYTES = 64 * 1024 * 1024
+ROW_GROUP_BYTES = 32 * 1024 * 1024
 
 
 class ExportJob(BaseModel):
