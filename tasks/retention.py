@@ -42,7 +42,6 @@ from tasks.db.bookkeeping import (
 from tasks.db.engine import backend_of, get_engine
 from tasks.db.errors import database_errors
 from tasks.exports.files import abandoned_temp_files, exports_root
-from tasks.imports.ledger import mark_failed
 
 FINISHED = ("succeeded", "failed")
 BATCH_SIZE = 5_000
@@ -179,7 +178,14 @@ def close_abandoned(
             f"flow run {run} ended {ended[run]} without recording it (its worker or machine "
             "was lost); run the import again with the same import_id to resume it"
         )
-        closed += mark_failed(engine, import_id, error, flow_run_id=run)
+        with engine.begin() as conn:
+            closed += conn.execute(
+                imports.update()
+                .where(imports.c.import_id == import_id, imports.c.flow_run_id == run, running)
+                .values(
+                    status="failed", error=error[:4000], finished_at=sa.func.current_timestamp()
+                )
+            ).rowcount
     return closed
 
 

@@ -176,30 +176,25 @@ def mark_finished(engine: Engine, import_id: str, totals: ImportTotals) -> None:
         conn.execute(claims.delete().where(claims.c.import_id == import_id))
 
 
-def mark_failed(
-    engine: Engine, import_id: str, error: str, *, flow_run_id: str | None = None
-) -> bool:
+def mark_failed(engine: Engine, import_id: str, error: str) -> None:
     """Record why a running import stopped; chunks waiting for their turn see it and stop too.
 
-    Only a `running` import changes (and, given `flow_run_id`, only while that run holds it):
-    the first reason recorded stands, and a finished import stays as it finished, so every
-    handler on the way out may call this. Returns whether the import changed.
+    Only a `running` import changes: the first reason recorded stands, and a finished import
+    stays as it finished, so every handler on the way out may call this.
     """
-    only_if = [imports.c.status == "running"]
-    if flow_run_id is not None:
-        only_if.append(imports.c.flow_run_id == flow_run_id)
     with engine.begin() as conn:
-        return _set(conn, import_id, *only_if, status="failed", error=error[:4000]) > 0
+        running = imports.c.status == "running"
+        _set(conn, import_id, running, status="failed", error=error[:4000])
 
 
 def _set(
     conn: sa.Connection, import_id: str, *only_if: sa.ColumnElement[bool], **values: Any
-) -> int:
-    return conn.execute(
+) -> None:
+    conn.execute(
         imports.update()
         .where(imports.c.import_id == import_id, *only_if)
         .values(finished_at=sa.func.current_timestamp(), **values)
-    ).rowcount
+    )
 
 
 def first_rejects(engine: Engine, import_id: str, limit: int = 50) -> list[dict[str, Any]]:
