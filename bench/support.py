@@ -49,12 +49,18 @@ def throwaway_database(prefix: str) -> Iterator[str]:
 
 
 @contextmanager
-def prefect_server() -> Iterator[dict[str, str]]:
-    """A Prefect server (SQLite, temporary home) on a free port, warmed up by one small flow
-    run (bench/warm_up.py); yields the env to reach it."""
+def prefect_server(database_url: str | None = None) -> Iterator[dict[str, str]]:
+    """A Prefect server (temporary home) on a free port, warmed up by one small flow run
+    (bench/warm_up.py); yields the env to reach it. Its database is SQLite, or the PostgreSQL
+    database at `database_url` (a SQLAlchemy URL, as `throwaway_database` yields)."""
     home = Path(tempfile.mkdtemp(prefix="batchflows-bench-prefect-"))
     port = processes.free_port()
-    env = processes.prefect_env(home, f"http://127.0.0.1:{port}/api")
+    database: dict[str, str] = {}
+    if database_url is not None:
+        asyncpg = sa.make_url(database_url).set(drivername="postgresql+asyncpg")
+        connection = asyncpg.render_as_string(hide_password=False)
+        database["PREFECT_API_DATABASE_CONNECTION_URL"] = connection
+    env = processes.prefect_env(home, f"http://127.0.0.1:{port}/api", **database)
     server = processes.spawn(processes.server_command(port), env, log=None)
     try:
         processes.wait_healthy(env["PREFECT_API_URL"], server, timeout=90)
