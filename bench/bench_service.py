@@ -10,9 +10,10 @@
 A Prefect server on PostgreSQL, the deployments of prefect.yaml and the service run on this
 machine; no worker, so the submitted imports stay queued and every poll does the same work.
 The service keeps its tables in another throwaway PostgreSQL database. On SQLite the server's
-own background writers (event persister, late-runs marker) lock the database every few
-seconds and the API answers 503 meanwhile, which the client retries about 2 s later: the few
-submits that met one decided the p95 (5.56x in one run, 1.12x in the next).
+own background writers (event persister, late-runs marker) write every few seconds while the
+API does; a call that meets one gets a 503 ("database is locked"), which the client retries
+about 2 s later, and the few submits that did decided the p95 (5.56x in one run, 1.12x in the
+next).
 
     .venv/bin/python -m bench.bench_service [--submits N] [--seconds S] [--pollers P]
 """
