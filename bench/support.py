@@ -48,6 +48,13 @@ def throwaway_database(prefix: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def prefect_database_url(url: str) -> str:
+    """The PostgreSQL database at SQLAlchemy `url` as a Prefect server's database setting
+    (`PREFECT_API_DATABASE_CONNECTION_URL`: the asyncpg driver)."""
+    asyncpg = sa.make_url(url).set(drivername="postgresql+asyncpg")
+    return asyncpg.render_as_string(hide_password=False)
+
+
 @contextmanager
 def prefect_server(database_url: str | None = None) -> Iterator[dict[str, str]]:
     """A Prefect server (temporary home) on a free port, warmed up by one small flow run
@@ -57,9 +64,7 @@ def prefect_server(database_url: str | None = None) -> Iterator[dict[str, str]]:
     port = processes.free_port()
     database: dict[str, str] = {}
     if database_url is not None:
-        asyncpg = sa.make_url(database_url).set(drivername="postgresql+asyncpg")
-        connection = asyncpg.render_as_string(hide_password=False)
-        database["PREFECT_API_DATABASE_CONNECTION_URL"] = connection
+        database["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url(database_url)
     env = processes.prefect_env(home, f"http://127.0.0.1:{port}/api", **database)
     server = processes.spawn(processes.server_command(port), env, log=None)
     try:
