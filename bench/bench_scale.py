@@ -24,7 +24,7 @@ import httpx
 import sqlalchemy as sa
 
 from bench.bench_import import expected_counts, files
-from bench.support import OUT, ROOT, prefect_database_url, throwaway_database
+from bench.support import OUT, ROOT, throwaway_database
 from deployments import processes
 from deployments.bootstrap import POOL
 from samples.users import KEY, RULES, create_users_table
@@ -120,7 +120,7 @@ def main() -> None:
         env = processes.prefect_env(
             home,
             api_url,
-            PREFECT_API_DATABASE_CONNECTION_URL=prefect_database_url(prefect_url),
+            database_url=prefect_url,
             PREFECT_SERVER_API_HOST="127.0.0.1",
             PREFECT_SERVER_API_PORT=str(port),
             BATCHFLOWS_HOME=str(ROOT),

@@ -48,13 +48,6 @@ def throwaway_database(prefix: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def prefect_database_url(url: str) -> str:
-    """The PostgreSQL database at SQLAlchemy `url` as a Prefect server's database setting
-    (`PREFECT_API_DATABASE_CONNECTION_URL`: the asyncpg driver)."""
-    asyncpg = sa.make_url(url).set(drivername="postgresql+asyncpg")
-    return asyncpg.render_as_string(hide_password=False)
-
-
 @contextmanager
 def prefect_server(database_url: str | None = None) -> Iterator[dict[str, str]]:
     """A Prefect server (temporary home) on a free port, warmed up by one small flow run
@@ -62,10 +55,7 @@ def prefect_server(database_url: str | None = None) -> Iterator[dict[str, str]]:
     database at `database_url` (a SQLAlchemy URL, as `throwaway_database` yields)."""
     home = Path(tempfile.mkdtemp(prefix="batchflows-bench-prefect-"))
     port = processes.free_port()
-    database: dict[str, str] = {}
-    if database_url is not None:
-        database["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_database_url(database_url)
-    env = processes.prefect_env(home, f"http://127.0.0.1:{port}/api", **database)
+    env = processes.prefect_env(home, f"http://127.0.0.1:{port}/api", database_url=database_url)
     server = processes.spawn(processes.server_command(port), env, log=None)
     try:
         processes.wait_healthy(env["PREFECT_API_URL"], server, timeout=90)

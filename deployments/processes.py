@@ -30,14 +30,29 @@ def free_port() -> int:
         return port
 
 
-def prefect_env(home: Path, api_url: str, **extra: str) -> dict[str, str]:
-    """This environment plus the settings every batchflows Prefect process uses."""
+def prefect_env(
+    home: Path, api_url: str, *, database_url: str | None = None, **extra: str
+) -> dict[str, str]:
+    """This environment plus the settings every batchflows Prefect process uses.
+
+    With `database_url` (a SQLAlchemy URL of a PostgreSQL database), a server started in it
+    keeps its state there, through the asyncpg driver Prefect's server needs, not in SQLite.
+    """
+    database: dict[str, str] = {}
+    if database_url is not None:
+        import sqlalchemy as sa  # noqa: PLC0415  (only servers on PostgreSQL need it)
+
+        asyncpg = sa.make_url(database_url).set(drivername="postgresql+asyncpg")
+        database["PREFECT_API_DATABASE_CONNECTION_URL"] = asyncpg.render_as_string(
+            hide_password=False
+        )
     return {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": api_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        **database,
         **extra,
     }
 

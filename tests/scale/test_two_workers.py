@@ -115,11 +115,11 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def prefect_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for the Prefect server: its asyncpg URL."""
+    """A fresh PostgreSQL database for the Prefect server: its SQLAlchemy URL."""
     name = f"batchflows_prefect_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+    url = sa.make_url(ADMIN_URL).set(database=name)
     yield url.render_as_string(hide_password=False)
     with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -133,7 +133,7 @@ def cluster(prefect_database: str, tmp_path_factory: pytest.TempPathFactory) -> 
     server_env = processes.prefect_env(
         base / "server-home",
         api_url,
-        PREFECT_API_DATABASE_CONNECTION_URL=prefect_database,
+        database_url=prefect_database,
         PREFECT_SERVER_API_HOST="127.0.0.1",
         PREFECT_SERVER_API_PORT=str(port),
     )

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from deployments import processes
 
 # Like a flow-run subprocess: its own session, a SIGTERM handler that reports whether its
@@ -44,3 +46,16 @@ def test_stop_ends_session_children_before_their_parent(tmp_path: Path) -> None:
     assert not processes.group_alive(parent.pid)
     assert not processes.group_alive(child)
     assert not processes.stop(parent.pid)
+
+
+def test_prefect_env_points_a_server_at_postgresql_through_asyncpg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    api_url = "http://127.0.0.1:1/api"
+    url = "postgresql+psycopg://bench:s%40cret@db.example:5433/prefect_state"
+    env = processes.prefect_env(tmp_path, api_url, database_url=url)
+    assert env["PREFECT_API_DATABASE_CONNECTION_URL"] == (
+        "postgresql+asyncpg://bench:s%40cret@db.example:5433/prefect_state"
+    )
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in processes.prefect_env(tmp_path, api_url)
