@@ -143,6 +143,16 @@ def chunk_turn(import_id: str, previous: int) -> Statement:
     )
 
 
+def last_committed_before(import_id: str, index: int) -> Statement:
+    """The highest chunk index below `index` that has committed, or -1 (chunks commit in
+    order, and a chunk's ledger row becomes visible when it commits)."""
+    return (
+        "SELECT coalesce(max(chunk_index), -1) FROM batchflows_chunks "
+        "WHERE import_id = {p} AND chunk_index < {p}",
+        (import_id, index),
+    )
+
+
 def committed_chunk(import_id: str, index: int) -> Statement:
     """The counts another run committed for chunk `index`, then its byte range; read with
     `committed_counts`."""

@@ -8,14 +8,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import psycopg
 import psycopg.errors
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+from sqlalchemy.engine import Engine
 
 from tasks.db.schema import Kind
+from tasks.imports import ledger
+from tasks.imports.arrays import IntArray
 from tasks.imports.csv_parse import Reject
 from tasks.imports.ledger import ChunkCounts
+from tasks.imports.plan import ImportJob
+from tasks.imports.recent_keys import RECENT
 from tasks.imports.writer.base import (
     ORD,
     STAGE,
@@ -29,6 +36,11 @@ from tasks.imports.writer.base import (
 
 class PostgresWriter(ChunkWriter):
     """COPY into a temporary staging table, then set-based INSERT ... ON CONFLICT."""
+
+    def __init__(self, engine: Engine, job: ImportJob) -> None:
+        super().__init__(engine, job)
+        # Whether the stage holds only keys the table lacked when the chunk probed ahead.
+        self.probed = False
 
     def transaction(self, conn: Any, staged: StagedChunk) -> ChunkCounts:
         # A transaction left open on a pooled connection would make ours a savepoint that
@@ -51,8 +63,51 @@ class PostgresWriter(ChunkWriter):
             if staged.records is None or not self._stage_records(cur, staged.records, staged):
                 self._stage_values(cur, staged.values)
             self.prepare(cur, staged)
+            recent = self._probe_ahead(cur, staged)
             previous = self.wait_for_previous(cur, staged.chunk.index)
+            if recent is not None:
+                self._unstage_existing(cur, recent)
             return self.apply_in_transaction(cur, staged, previous)
+
+    def _probe_ahead(self, cur: Any, staged: StagedChunk) -> IntArray | None:
+        """Skip mode, one key column: before the turn, unstage the rows whose key the table
+        holds, so the turn inserts without probing every row (see recent_keys.py).
+
+        Returns the ordinals whose key a chunk committing in between may add, to check at
+        the turn; None when this process did not stage every such chunk (then the turn
+        probes every row, as without this).
+        """
+        if self.job.options.on_conflict != "skip" or len(self.key) != 1:
+            return None
+        index = staged.chunk.index
+        keys = staged.values.column(self.job.options.key[0]).combine_chunks()
+        RECENT.add(self.job.import_id, index, keys)
+        after = self.fetchone(cur, *ledger.last_committed_before(self.job.import_id, index))[0]
+        recent = RECENT.between(self.job.import_id, int(after), index)
+        if recent is None:
+            return None
+        # The stage has no statistics: without this the planner may hash the whole table.
+        cur.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+        cur.execute(f"DELETE FROM {STAGE} s WHERE EXISTS ({self._same_key_in_target()})")
+        self.probed = True
+        if not recent:
+            return np.zeros(0, dtype=np.int64)
+        found = pc.is_in(keys, value_set=pa.concat_arrays(recent))
+        return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+
+    def _unstage_existing(self, cur: Any, ordinals: IntArray) -> None:
+        """At the turn: unstage the rows among `ordinals` whose key the table now holds."""
+        if len(ordinals) == 0:
+            return
+        cur.execute(
+            f"DELETE FROM {STAGE} s WHERE s.{ORD} = ANY(%s) "
+            f"AND EXISTS ({self._same_key_in_target()})",
+            (ordinals.tolist(),),
+        )
+
+    def _same_key_in_target(self) -> str:
+        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        return f"SELECT 1 FROM {self.target} t WHERE {match}"
 
     def _stage_records(self, cur: Any, records: Callable[[], bytes], staged: StagedChunk) -> bool:
         """COPY the rows' original CSV bytes: the server parses them, nothing is re-encoded.
@@ -119,9 +174,10 @@ class PostgresWriter(ChunkWriter):
 
     def apply(self, cur: Any, low: int, high: int) -> tuple[int, int]:
         """Anti-join INSERT (and UPDATE ... FROM): much cheaper than ON CONFLICT's speculative
-        insertion, and exact because earlier chunks have committed. A concurrent writer
-        outside this import can still add a key in between: then the unique index refuses,
-        and the ON CONFLICT statements of the generic path take over.
+        insertion, and exact because earlier chunks have committed; a plain INSERT where the
+        chunk probed ahead. A concurrent writer outside this import can still add a key in
+        between: then the unique index refuses, and the ON CONFLICT statements of the generic
+        path take over.
         """
         mode = self.job.options.on_conflict
         if mode == "error":
@@ -134,13 +190,12 @@ class PostgresWriter(ChunkWriter):
             return super().apply(cur, low, high)
 
     def _insert_new(self, cur: Any, low: int, high: int) -> int:
-        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        absent = "" if self.probed else f" AND NOT EXISTS ({self._same_key_in_target()})"
         return self.rowcount(
             cur,
             f"INSERT INTO {self.target} ({', '.join(self.columns)}) "
             f"SELECT {', '.join(f's.{c}' for c in self.columns)} FROM {STAGE} s "
-            f"WHERE s.{ORD} BETWEEN %s AND %s "
-            f"AND NOT EXISTS (SELECT 1 FROM {self.target} t WHERE {match})",
+            f"WHERE s.{ORD} BETWEEN %s AND %s{absent}",
             (low, high),
         )
 

@@ -1,0 +1,31 @@
+"""The per-process registry of staged chunks' keys that the probe ahead relies on."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from tasks.imports.recent_keys import RecentKeys
+
+
+def test_keys_of_the_chunks_in_between_or_none_if_one_is_missing() -> None:
+    recent = RecentKeys()
+    recent.add("a", 3, pa.array(["x"]))
+    recent.add("a", 4, pa.array(["y"]))
+    recent.add("b", 4, pa.array(["other import"]))
+
+    assert [keys.to_pylist() for keys in recent.between("a", 2, 5) or []] == [["x"], ["y"]]
+    assert recent.between("a", 4, 5) == []  # nothing in between: nothing to check
+    assert recent.between("a", 1, 5) is None  # chunk 2 was staged elsewhere
+
+
+def test_committed_chunks_are_forgotten_and_the_oldest_go_past_the_capacity() -> None:
+    recent = RecentKeys(capacity=2)
+    recent.add("a", 0, pa.array(["x"]))
+    recent.add("a", 1, pa.array(["y"]))
+    assert recent.between("a", 0, 2) is not None
+    assert recent.between("a", -1, 2) is None  # chunk 0 was forgotten once it committed
+
+    recent.add("a", 2, pa.array(["z"]))
+    recent.add("a", 3, pa.array(["w"]))  # evicts chunk 1
+    assert recent.between("a", 0, 4) is None
+    assert recent.between("a", 1, 4) is not None
