@@ -83,17 +83,14 @@ class PostgresWriter(ChunkWriter):
         keys = staged.values.column(self.job.options.key[0]).combine_chunks()
         RECENT.add(self.job.import_id, index, keys)
         after = self.fetchone(cur, *ledger.last_committed_before(self.job.import_id, index))[0]
-        recent = RECENT.between(self.job.import_id, int(after), index)
+        recent = _ordinals_among(keys, RECENT.between(self.job.import_id, int(after), index))
         if recent is None:
             return None
         # The stage has no statistics: without this the planner may hash the whole table.
         cur.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
         cur.execute(f"DELETE FROM {STAGE} s WHERE EXISTS ({self._same_key_in_target()})")
         self.probed = True
-        if not recent:
-            return np.zeros(0, dtype=np.int64)
-        found = pc.is_in(keys, value_set=pa.concat_arrays(recent))
-        return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+        return recent
 
     def _unstage_existing(self, cur: Any, ordinals: IntArray) -> None:
         """At the turn: unstage the rows among `ordinals` whose key the table now holds."""
@@ -269,6 +266,20 @@ class PostgresWriter(ChunkWriter):
                         errors.replace("\\u0000", "\\\\0"),
                     )
                 )
+
+
+def _ordinals_among(keys: pa.Array, recent: list[pa.Array] | None) -> IntArray | None:
+    """Positions of `keys` found in `recent`; None if there is nothing to compare with (or
+    the arrays do not compare: the turn then probes every row)."""
+    if recent is None:
+        return None
+    if not recent:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        found = pc.is_in(keys, value_set=pa.concat_arrays(recent))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
 
 
 def _literal(text: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from tasks.imports.recent_keys import RecentKeys
+from tasks.imports.writer.postgres import _ordinals_among
 
 
 def test_keys_of_the_chunks_in_between_or_none_if_one_is_missing() -> None:
@@ -29,3 +30,12 @@ def test_committed_chunks_are_forgotten_and_the_oldest_go_past_the_capacity() ->
     recent.add("a", 3, pa.array(["w"]))  # evicts chunk 1
     assert recent.between("a", 0, 4) is None
     assert recent.between("a", 1, 4) is not None
+
+
+def test_ordinals_of_keys_a_chunk_in_between_staged() -> None:
+    keys = pa.array(["c", "a", "d"])
+    assert _ordinals_among(keys, [pa.array(["a", "b"]), pa.array(["d"])]).tolist() == [1, 2]
+    assert _ordinals_among(keys, []).tolist() == []
+    assert _ordinals_among(keys, None) is None
+    # Keys that do not compare (a type changed between chunks): probe every row at the turn.
+    assert _ordinals_among(keys, [pa.array([1, 2])]) is None
