@@ -35,9 +35,11 @@ def test_committed_chunks_are_forgotten_and_the_oldest_go_past_the_capacity() ->
 def test_ordinals_of_keys_a_chunk_in_between_staged() -> None:
     keys = pa.array(["c", "a", "d"])
     found = _ordinals_among(keys, [pa.array(["a", "b"]), pa.array(["d"])])
-    assert found is not None and found.tolist() == [1, 2]
+    assert found is not None
+    assert found.tolist() == [1, 2]
     none_in_between = _ordinals_among(keys, [])
-    assert none_in_between is not None and none_in_between.tolist() == []
+    assert none_in_between is not None
+    assert none_in_between.tolist() == []
     assert _ordinals_among(keys, None) is None
     # Keys that do not compare (a type changed between chunks): probe every row at the turn.
     assert _ordinals_among(keys, [pa.array([1, 2])]) is None
