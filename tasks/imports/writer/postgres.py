@@ -103,8 +103,11 @@ class PostgresWriter(ChunkWriter):
         )
 
     def _same_key_in_target(self) -> str:
-        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
-        return f"SELECT 1 FROM {self.target} t WHERE {match}"
+        return f"SELECT 1 FROM {self.target} t WHERE {self._key_match()}"
+
+    def _key_match(self) -> str:
+        """The join of a staged row `s` to the table's row `t` with the same key."""
+        return " AND ".join(f"t.{k} = s.{k}" for k in self.key)
 
     def _stage_records(self, cur: Any, records: Callable[[], bytes], staged: StagedChunk) -> bool:
         """COPY the rows' original CSV bytes: the server parses them, nothing is re-encoded.
@@ -199,7 +202,7 @@ class PostgresWriter(ChunkWriter):
     def _update_changed(self, cur: Any, low: int, high: int) -> int:
         if not self.non_key:
             return 0
-        match = " AND ".join(f"t.{k} = s.{k}" for k in self.key)
+        match = self._key_match()
         current = ", ".join(self._comparable(f"t.{c}", c) for c in self.non_key)
         incoming = ", ".join(self._comparable(f"s.{c}", c) for c in self.non_key)
         return self.rowcount(
