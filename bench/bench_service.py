@@ -4,8 +4,9 @@
   resolution, flow run, ownership record) beside a direct `create_flow_run_from_deployment`
   with the same parameters. Target: service p95 <= 2x direct p95.
 - **status polls**: requests per second with 50 concurrent pollers of
-  `GET /api/batch/jobs/{id}` (status, progress from the import ledger) beside 50 pollers of
-  `GET /api/flow_runs/{id}` straight from Prefect's REST API. Target: >= 0.5x.
+  `GET /api/batch/jobs/{id}` (key, job owner, Prefect state; a queued import has no ledger
+  to read yet) beside 50 pollers of `GET /api/flow_runs/{id}` straight from Prefect's REST
+  API. Target: >= 0.5x.
 
 A Prefect server on PostgreSQL, the deployments of prefect.yaml and the service run on this
 machine; no worker, so the submitted imports stay queued and every poll does the same work.

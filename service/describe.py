@@ -26,6 +26,7 @@ from service.errors import not_found
 from service.status import (
     empty_progress,
     import_progress,
+    may_have_ledger,
     one_line_error,
     percentage_progress,
     status_of,
@@ -53,8 +54,10 @@ async def _artifacts(ctx: Services, job_id: str, kind: str) -> list[Any]:
     )
 
 
-async def _progress(ctx: Services, job: Row[Any]) -> dict[str, Any]:
+async def _progress(ctx: Services, job: Row[Any], run: FlowRun) -> dict[str, Any]:
     if job.import_id:
+        if not may_have_ledger(job.import_id, job.job_id, run.start_time is not None):
+            return empty_progress()
         engine = get_engine(job.database or ctx.settings.database)
         found = await run_in_threadpool(import_progress, engine, job.import_id)
         return found or empty_progress()
@@ -90,7 +93,7 @@ async def describe(ctx: Services, job: Row[Any]) -> dict[str, Any]:
         "type": job.type,
         "queue": job.queue,
         "status": status,
-        "progress": await _progress(ctx, job),
+        "progress": await _progress(ctx, job, run),
         "createdAt": _time(run.created),
         "startedAt": _time(run.start_time),
         "completedAt": _time(run.end_time)

@@ -79,6 +79,13 @@ def one_line_error(message: str | None) -> str | None:
     return scrub(line)[:MAX_ERROR_CHARS] or None
 
 
+def may_have_ledger(import_id: str, job_id: str, started: bool) -> bool:
+    """Whether an import's ledger may hold rows yet: a job's own import (its id is the job's)
+    only once its run has started; a named import may be resumed, so its earlier runs count.
+    Queued polls then skip two ledger reads."""
+    return started or import_id != job_id
+
+
 def empty_progress() -> dict[str, Any]:
     return {
         "percentage": 0.0,

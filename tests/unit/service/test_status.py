@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from service.status import STATUSES, job_status, one_line_error
+from service.status import STATUSES, job_status, may_have_ledger, one_line_error
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -59,3 +59,9 @@ def test_a_failure_message_becomes_one_line_without_credentials() -> None:
     )
     assert one_line_error(None) is None
     assert one_line_error("x" * 10_000) == "x" * 500
+
+
+def test_only_a_started_or_resumed_import_is_looked_up_in_the_ledger() -> None:
+    assert not may_have_ledger("job-1", "job-1", started=False)
+    assert may_have_ledger("job-1", "job-1", started=True)
+    assert may_have_ledger("nightly-users", "job-1", started=False)
