@@ -21,6 +21,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# A flow run that finds its deployment's concurrency limit full is refused, and offered to the
+# workers again only this many seconds later (Prefect's default is 30). One worker at its own
+# limit never asks for such a run, but a second worker does: four concurrent 1M-row imports
+# (limit 2) took 0.77-0.85x of one worker's time with two workers at 30 s, the second pair
+# of runs starting 8 s later than with one worker, and 1.08x at 5 s (bench/bench_scale.py).
+SLOT_WAIT = {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -37,6 +44,8 @@ def prefect_env(
 
     With `database_url` (a SQLAlchemy URL of a PostgreSQL database), a server started in it
     keeps its state there, through the asyncpg driver Prefect's server needs, not in SQLite.
+    A server started in it offers runs refused for a full deployment limit again after 5 s
+    (SLOT_WAIT), unless this environment says otherwise.
     """
     database: dict[str, str] = {}
     if database_url is not None:
@@ -47,6 +56,7 @@ def prefect_env(
             hide_password=False
         )
     return {
+        **SLOT_WAIT,
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": api_url,

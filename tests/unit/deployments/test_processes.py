@@ -59,3 +59,14 @@ def test_prefect_env_points_a_server_at_postgresql_through_asyncpg(
         "postgresql+asyncpg://bench:s%40cret@db.example:5433/prefect_state"
     )
     assert "PREFECT_API_DATABASE_CONNECTION_URL" not in processes.prefect_env(tmp_path, api_url)
+
+
+def test_prefect_env_offers_refused_runs_again_after_5_s_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    variable = "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS"
+    api_url = "http://127.0.0.1:1/api"
+    monkeypatch.delenv(variable, raising=False)
+    assert processes.prefect_env(tmp_path, api_url)[variable] == "5"
+    monkeypatch.setenv(variable, "30")
+    assert processes.prefect_env(tmp_path, api_url)[variable] == "30"
