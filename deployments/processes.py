@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # workers again only this many seconds later (Prefect's default is 30). One worker at its own
 # limit never asks for such a run, but a second worker does: four concurrent 1M-row imports
 # (limit 2) took 0.77-0.85x of one worker's time with two workers at 30 s, the second pair
-# of runs starting 8 s later than with one worker, and 1.08x at 5 s (bench/bench_scale.py).
+# of runs starting 6-8 s later than with one worker, and 0.99-1.08x at 5 s (bench/bench_scale.py).
 SLOT_WAIT = {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
 
 
