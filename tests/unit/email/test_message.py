@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email import message_from_bytes
+from email.header import decode_header, make_header
 
 import pytest
 
@@ -50,3 +51,57 @@ def test_campaign_id_with_a_line_break_cannot_add_a_header() -> None:
             msg_id="<x@example.org>",
             campaign_id="c\r\nBcc: victim@example.com",
         )
+
+
+def test_a_body_holding_the_boundary_cannot_end_its_part_early() -> None:
+    plain = build_message(
+        sender="news@example.org",
+        recipient="ana@example.com",
+        rendered=Rendered(subject="s", html="<p>h</p>", text="t"),
+        msg_id="<x@example.org>",
+        campaign_id="c",
+    )
+    boundary = plain.get_boundary()
+    assert boundary is not None
+    hostile = (
+        f"before\r\n--{boundary}\r\nContent-Type: text/html\r\n\r\nforged\r\n--{boundary}--\r\n"
+    )
+    rendered = Rendered(subject="s", html=f"<p>{hostile}</p>", text=hostile)
+    message = build_message(
+        sender="news@example.org",
+        recipient="ana@example.com",
+        rendered=rendered,
+        msg_id="<x@example.org>",
+        campaign_id="c",
+        attachments=(Attachment("a.bin", f"--{boundary}\r\n".encode()),),
+    )
+    parsed = message_from_bytes(smtp_bytes(message))
+    parts = [part for part in parsed.walk() if not part.is_multipart()]
+    assert [part.get_content_type() for part in parts] == [
+        "text/plain",
+        "text/html",
+        "application/octet-stream",
+    ]
+    assert parts[0].get_payload(decode=True) == hostile.encode()
+    assert parts[2].get_payload(decode=True) == f"--{boundary}\r\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("subject", "sent_plain"),
+    [
+        ("Your weekly digest, Ana", True),
+        ("Résumé für Zoë, 東京", False),
+        ("=?utf-8?q?looks_encoded?=", False),
+    ],
+)
+def test_subject_reads_back_as_written(subject: str, sent_plain: bool) -> None:
+    message = build_message(
+        sender="news@example.org",
+        recipient="ana@example.com",
+        rendered=Rendered(subject=subject, html=None, text="t"),
+        msg_id="<x@example.org>",
+        campaign_id="c",
+    )
+    raw = message_from_bytes(smtp_bytes(message))["Subject"]
+    assert (raw == subject) is sent_plain
+    assert str(make_header(decode_header(raw))) == subject
