@@ -1,9 +1,11 @@
-"""Submit tasks ahead in a bounded window and take their results in submission order.
+"""Submit tasks ahead in a bounded window and take their results in submission order, or as
+they finish where order does not matter.
 
 Work fans out concurrently, while results arrive in order (pages and chunks commit in order)
 and at most `ahead` submissions are pending at once, so memory stays flat however long the
-input. On the first failure nothing more is submitted, the work in flight is let finish (a
-half-done transaction is never abandoned) and the error is raised.
+input. Taken as they finish, a task that ends early is replaced at once instead of waiting
+for the ones submitted before it. On the first failure nothing more is submitted, the work
+in flight is let finish (a half-done transaction is never abandoned) and the error is raised.
 Inside a flow run the flow's task runner takes the submissions; outside one (a flow's `.fn()`
 called directly) a thread-pool runner of our own does, so the flows work either way.
 With `timeout_seconds`, each task must finish within that long after the one before it in
@@ -22,7 +24,7 @@ from typing import Any, TypeVar
 
 from prefect import Task
 from prefect.context import FlowRunContext
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from tasks.common.deadline import TaskTimedOut
@@ -60,6 +62,28 @@ def results_in_order(
                 raise
             window.extend(submit(parameters) for parameters in itertools.islice(pending, 1))
             position += 1
+            yield result
+
+
+def results_as_finished(
+    task: Task[..., Result], parameter_sets: Iterable[dict[str, Any]], ahead: int
+) -> Iterator[Result]:
+    """`task`'s result for each set of parameters in the order they finish, `ahead` at once:
+    the next set is submitted as soon as any task ends (e-mail batches, whose totals add up
+    whatever the order)."""
+    with _submitter(task, ahead) as submit:
+        pending = iter(parameter_sets)
+        running = [submit(parameters) for parameters in itertools.islice(pending, ahead)]
+        while running:
+            finished = next(as_completed(running))
+            running.remove(finished)
+            try:
+                result = finished.result()
+            except BaseException:
+                for future in running:
+                    future.wait()
+                raise
+            running.extend(submit(parameters) for parameters in itertools.islice(pending, 1))
             yield result
 
 

@@ -14,7 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.common.retry import transient_retries
-from tasks.common.task_window import results_in_order
+from tasks.common.task_window import results_as_finished
 from tasks.email.campaign import (
     BatchCounts,
     Campaign,
@@ -47,10 +47,22 @@ def send_email_batch(campaign: Campaign, index: int, batch: list[Recipient]) -> 
     return send_batch(campaign, batch)
 
 
-def batches(recipients: Sequence[Recipient], size: int) -> Iterator[list[Recipient]]:
-    """`recipients` in lists of `size`."""
+def batches(
+    recipients: Sequence[Recipient], size: int, stagger: int = 1
+) -> Iterator[list[Recipient]]:
+    """`recipients` in lists of `size`, but the first `stagger` lists grow from `size /
+    stagger` to `size`.
+
+    Batches sent side by side share the rate limit evenly, so batches that start together
+    end together, and then every connection stops at once to start its next task: the
+    campaign stalls for a moment at each such wave. Staggered first batches end one after
+    another, and so do all the batches after them.
+    """
     it = iter(recipients)
-    while batch := list(itertools.islice(it, size)):
+    for number in itertools.count(1):
+        batch = list(itertools.islice(it, max(1, -(-size * min(number, stagger) // stagger))))
+        if not batch:
+            return
         yield batch
 
 
@@ -61,13 +73,14 @@ def send_all(
     concurrency: int,
     on_batch: Callable[[BatchCounts], None],
 ) -> BatchCounts:
-    """Every batch of the plan, `concurrency` at once; `on_batch` sees the running totals."""
+    """Every batch of the plan, `concurrency` at once, the next one started as soon as any
+    ends; `on_batch` sees the running totals."""
     totals = BatchCounts()
     parameters: Iterator[dict[str, Any]] = (
         {"campaign": campaign, "index": index, "batch": batch}
-        for index, batch in enumerate(batches(plan.todo, batch_size))
+        for index, batch in enumerate(batches(plan.todo, batch_size, stagger=concurrency))
     )
-    for counts in results_in_order(send_email_batch, parameters, concurrency):
+    for counts in results_as_finished(send_email_batch, parameters, concurrency):
         totals += counts
         on_batch(totals)
     return totals
