@@ -73,7 +73,8 @@ def send_emails(
         from_address: The sender address (From and the envelope).
         rate_limit_per_second: Messages started per second at most, retries included.
         max_concurrency: Batches sent at once, each over its own SMTP connection.
-        batch_size: Recipients per batch (one task, one connection).
+        batch_size: Recipients per batch (one task, one connection); the first batches
+            are smaller, so that batches end one after another.
         retry_failed: Also send again to recipients that failed in an earlier run.
         max_attempts: Attempts per recipient for transient answers (4xx, dropped
             connections); 5xx answers and invalid addresses fail at once.
