@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -45,15 +44,44 @@ def results_in_order(
     `on_error` runs on the first failure before the work in flight is waited for, so it can
     tell that work to stop early (an import marks itself failed, and waiting chunks give up).
     """
+    positions = itertools.count()
+
+    def oldest(window: list[PrefectFuture[Result]]) -> Result:
+        return _result_within(window.pop(0), timeout_seconds, task.name, next(positions))
+
+    return _windowed(task, parameter_sets, ahead, oldest, on_error)
+
+
+def results_as_finished(
+    task: Task[..., Result], parameter_sets: Iterable[dict[str, Any]], ahead: int
+) -> Iterator[Result]:
+    """`task`'s result for each set of parameters in the order they finish, `ahead` at once:
+    the next set is submitted as soon as any task ends (e-mail batches and API push groups,
+    whose totals add up whatever the order)."""
+
+    def first_finished(window: list[PrefectFuture[Result]]) -> Result:
+        finished = next(as_completed(window))
+        window.remove(finished)
+        return finished.result()
+
+    return _windowed(task, parameter_sets, ahead, first_finished)
+
+
+def _windowed(
+    task: Task[..., Result],
+    parameter_sets: Iterable[dict[str, Any]],
+    ahead: int,
+    take: Callable[[list[PrefectFuture[Result]]], Result],
+    on_error: Callable[[BaseException], None] | None = None,
+) -> Iterator[Result]:
+    """The window both orders share: `take` removes one future from the window and returns
+    its result; after each, one more set is submitted; on a failure the rest is waited for."""
     with _submitter(task, ahead) as submit:
         pending = iter(parameter_sets)
-        window: deque[PrefectFuture[Result]] = deque(
-            submit(parameters) for parameters in itertools.islice(pending, ahead)
-        )
-        position = 0
+        window = [submit(parameters) for parameters in itertools.islice(pending, ahead)]
         while window:
             try:
-                result = _result_within(window.popleft(), timeout_seconds, task.name, position)
+                result = take(window)
             except BaseException as exc:
                 if on_error is not None:
                     on_error(exc)
@@ -61,29 +89,6 @@ def results_in_order(
                     future.wait()
                 raise
             window.extend(submit(parameters) for parameters in itertools.islice(pending, 1))
-            position += 1
-            yield result
-
-
-def results_as_finished(
-    task: Task[..., Result], parameter_sets: Iterable[dict[str, Any]], ahead: int
-) -> Iterator[Result]:
-    """`task`'s result for each set of parameters in the order they finish, `ahead` at once:
-    the next set is submitted as soon as any task ends (e-mail batches, whose totals add up
-    whatever the order)."""
-    with _submitter(task, ahead) as submit:
-        pending = iter(parameter_sets)
-        running = [submit(parameters) for parameters in itertools.islice(pending, ahead)]
-        while running:
-            finished = next(as_completed(running))
-            running.remove(finished)
-            try:
-                result = finished.result()
-            except BaseException:
-                for future in running:
-                    future.wait()
-                raise
-            running.extend(submit(parameters) for parameters in itertools.islice(pending, 1))
             yield result
 
 
