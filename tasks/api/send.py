@@ -21,7 +21,7 @@ from tasks.api.delivery import Delivery, Outcome
 from tasks.api.progress import ApiProgress
 from tasks.api.push_source import PushPlan, stream_rows
 from tasks.common.retry import transient_retries
-from tasks.common.task_window import results_in_order
+from tasks.common.task_window import results_as_finished
 from tasks.db.engine import get_engine
 from tasks.http.caller import HttpCaller
 
@@ -142,12 +142,14 @@ def send_all(
 ) -> SendCounts:
     """Send every group, `max_concurrency` groups at once; the summed counts.
 
-    The progress shows `view` of the counts so far; its first entry is what it counts done.
+    A group that ends early makes room for the next at once, so one held back by retries
+    and `Retry-After` waits does not stall the others. The progress shows `view` of the
+    counts so far; its first entry is what it counts done.
     """
     totals = SendCounts()
     shared = {"caller": caller, "database": database, "flow_run_id": flow_run_id}
     parameters = (shared | {"group": group} for group in groups)
-    for counts in results_in_order(send_group, parameters, caller.options.max_concurrency):
+    for counts in results_as_finished(send_group, parameters, caller.options.max_concurrency):
         totals += counts
         shown = view(totals)
         progress.update(next(iter(shown.values())), shown)
