@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy.engine import Engine
 
 from tasks.common.limiter import RateLimiter
 from tasks.db.engine import get_engine
@@ -167,13 +168,14 @@ def send_batch(campaign: Campaign, batch: Sequence[Recipient]) -> BatchCounts:
     with SmtpSession(campaign.server) as session:
         for recipient in batch:
             if recipient.address in allowed:
-                counts += deliver(campaign, session, recipient)
+                counts += deliver(campaign, engine, session, recipient)
     return counts
 
 
-def deliver(campaign: Campaign, session: SmtpSession, recipient: Recipient) -> BatchCounts:
+def deliver(
+    campaign: Campaign, engine: Engine, session: SmtpSession, recipient: Recipient
+) -> BatchCounts:
     """Send one message, retrying transient answers with backoff; the ledger tells the end."""
-    engine = get_engine(campaign.database)
     cid, address = campaign.campaign_id, recipient.address
     try:
         message = campaign.compose(recipient)
