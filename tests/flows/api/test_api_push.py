@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -219,6 +220,31 @@ def test_an_unreachable_host_stops_the_push_instead_of_dead_lettering_everything
 
     assert time.monotonic() - started < 10
     assert letters(sqlite_url) == []
+
+
+def test_a_group_held_up_does_not_hold_back_the_groups_after_it(
+    api: FakeApi, sqlite_url: str
+) -> None:
+    create_outbox(sqlite_url, 100)  # four groups of 25 requests
+    held, others_sent = threading.Event(), threading.Event()
+    released: list[bool] = []
+
+    def hold_the_first_request(seen: Seen) -> Reply | None:
+        if seen.method != "POST":
+            return None
+        if not held.is_set():
+            held.set()
+            released.append(others_sent.wait(timeout=10))
+        elif len(api.arrivals("POST")) >= 76:  # every group but the held one's rest
+            others_sent.set()
+        return None
+
+    api.hooks.append(hold_the_first_request)
+    result = push(api, sqlite_url, max_concurrency=2)
+
+    assert released == [True]
+    assert (result.sent, result.succeeded) == (100, 100)
+    assert stored_ids(api) == list(range(1, 101))
 
 
 def test_batches_send_lists_under_one_key_each(api: FakeApi, database_url: str) -> None:
