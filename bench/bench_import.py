@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,6 +64,9 @@ def files(rows: int) -> tuple[Path, Path]:
         )
     if not clean.exists():
         write_users_csv(clean, rows)
+    # Write the new files out now: left to the kernel's writeback (30 s later, up to 2.6 GB
+    # at 10M rows), they would compete for the disk with the first timed run.
+    os.sync()
     return dirty, clean
 
 
