@@ -85,7 +85,7 @@ test-scale: setup ## scale-out: Prefect server on PostgreSQL, two workers from t
 bench-scale: setup ## four concurrent 1M-row imports with one worker, then two (PostgreSQL-backed server)
 	$(PY) -m bench.bench_scale
 
-bench-10m: setup ## the import benchmark at 10,000,000 rows beside 1,000,000 (minutes; 2.6 GB of files)
+bench-10m: setup ## the import benchmark at 10,000,000 rows beside 1,000,000 (minutes; 2.3 GB of files)
 	$(PY) -m bench.bench_import --rows 10000000
 
 .PHONY: help setup system-libs lock check test server deploy worker service stop demo demo-local ui-screenshot report-screenshot serve bench bench-10m bench-scale test-scale

@@ -13,7 +13,7 @@ ratio moves by up to 30 %); the ratio printed is the median of the rounds' ratio
 pairing two runs minutes apart. Prints rows/s, the ratios and the worker's peak RSS (the
 highest of the rounds); writes bench/out/import.json.
 
-`--rows 10000000` (`make bench-10m`, not part of `make bench`: minutes of CPU and about 2.6 GB
+`--rows 10000000` (`make bench-10m`, not part of `make bench`: minutes of CPU and about 2.3 GB
 of generated files) measures the 1M-row import and the 10M-row one in the same run and
 prints how the ratio and the peak RSS moved (targets: within 10 %) and how each side's time
 per row moved; the 10M pair runs once (each run takes minutes, which evens out the noise);
@@ -64,8 +64,8 @@ def files(rows: int) -> tuple[Path, Path]:
         )
     if not clean.exists():
         write_users_csv(clean, rows)
-    # Write the new files out now: left to the kernel's writeback (30 s later, up to 2.6 GB
-    # at 10M rows), they would compete for the disk with the first timed run.
+    # Write the new files out now: the kernel's writeback (30 s later; 2.1 GB at 10M rows)
+    # would otherwise run during the first timed run.
     os.sync()
     return dirty, clean
 
