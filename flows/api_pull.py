@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.api.pagination import PagePagination, Pagination, Scalar
 from tasks.api.pull_pages import PullTotals, pull_pages
@@ -25,22 +25,18 @@ from tasks.http.options import (
     api_task_runner,
     documents_http_parameters,
 )
-from tasks.http.stats import CallSummary
+from tasks.http.stats import CallSummary, RequestCounts
 
 
-class PullResult(BaseModel):
+class PullResult(RequestCounts):
     """What one pull did."""
 
     source: str
-    requests: int
     pages: int
     records: int
     inserted: int
     updated: int
     unchanged: int
-    retries: int
-    rate_limited: int
-    requests_per_second: float
     cursor: str | None
 
     @classmethod
@@ -48,16 +44,13 @@ class PullResult(BaseModel):
         """The result of a pull that stored `totals` with the requests `calls`."""
         return cls(
             source=plan.source,
-            requests=calls.requests,
             pages=totals.pages,
             records=totals.records,
             inserted=totals.inserted,
             updated=totals.updated,
             unchanged=totals.unchanged,
-            retries=calls.retries,
-            rate_limited=calls.rate_limited,
-            requests_per_second=calls.requests_per_second,
             cursor=totals.last_position(),
+            **calls.request_counts(),
         )
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from prefect import flow
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.api.push_source import plan_push
 from tasks.api.send import SendCounts, push_rows
@@ -23,34 +23,21 @@ from tasks.http.options import (
     api_task_runner,
     documents_http_parameters,
 )
-from tasks.http.stats import CallSummary
+from tasks.http.stats import CallSummary, RequestCounts
 
 
-class PushResult(BaseModel):
+class PushResult(RequestCounts):
     """What one push did; `sent = succeeded + dead_lettered`, in records."""
 
     sent: int
     succeeded: int
     failed: int
     dead_lettered: int
-    requests: int
-    retries: int
-    rate_limited: int
-    requests_per_second: float
 
     @classmethod
     def of(cls, totals: SendCounts, calls: CallSummary) -> PushResult:
         """The result of a push that sent `totals` with the requests `calls`."""
-        return cls(
-            sent=totals.records,
-            succeeded=totals.records_delivered,
-            failed=totals.records - totals.records_delivered,
-            dead_lettered=totals.records_dead_lettered,
-            requests=calls.requests,
-            retries=calls.retries,
-            rate_limited=calls.rate_limited,
-            requests_per_second=calls.requests_per_second,
-        )
+        return cls(**totals.pushed(), **calls.request_counts())
 
 
 @flow(name="api-push", log_prints=True, task_runner=api_task_runner())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from tasks.api.dead_letters import plan_replay
 from tasks.api.send import SendCounts, replay_letters
@@ -22,32 +22,20 @@ from tasks.http.options import (
     api_task_runner,
     documents_http_parameters,
 )
-from tasks.http.stats import CallSummary
+from tasks.http.stats import CallSummary, RequestCounts
 
 
-class ReplayResult(BaseModel):
+class ReplayResult(RequestCounts):
     """What one replay did, in dead letters: `replayed = succeeded + still_failing`."""
 
     replayed: int
     succeeded: int
     still_failing: int
-    requests: int
-    retries: int
-    rate_limited: int
-    requests_per_second: float
 
     @classmethod
     def of(cls, totals: SendCounts, calls: CallSummary) -> ReplayResult:
         """The result of a replay that sent `totals` with the requests `calls`."""
-        return cls(
-            replayed=totals.requests,
-            succeeded=totals.delivered,
-            still_failing=totals.requests - totals.delivered,
-            requests=calls.requests,
-            retries=calls.retries,
-            rate_limited=calls.rate_limited,
-            requests_per_second=calls.requests_per_second,
-        )
+        return cls(**totals.replayed(), **calls.request_counts())
 
 
 @flow(name="replay-dead-letters", log_prints=True, task_runner=api_task_runner())

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from pydantic import BaseModel
 
 
-class CallSummary(BaseModel):
-    """What the requests of a run did, for results and the summary artifact."""
+class RequestCounts(BaseModel):
+    """The request figures every API flow's result carries."""
 
     requests: int
     retries: int
     rate_limited: int
+    requests_per_second: float
+
+
+class CallSummary(RequestCounts):
+    """What the requests of a run did, for results and the summary artifact."""
+
     server_errors: int
     transport_errors: int
     breaker_refused: int
     seconds: float
-    requests_per_second: float
+
+    def request_counts(self) -> dict[str, Any]:
+        """The fields of `RequestCounts`, for a flow's result."""
+        return self.model_dump(include=set(RequestCounts.model_fields))
 
 
 class CallStats:
