@@ -57,16 +57,20 @@ def files(rows: int) -> tuple[Path, Path]:
     """The dirty and the clean users file of `rows` rows (generated once, then reused)."""
     dirty, clean = OUT / f"users_{rows}.csv", OUT / f"users_{rows}_clean.csv"
     counts = dirty.with_suffix(".counts.json")
+    written = False
     if not dirty.exists() or not counts.exists():
         generated = write_users_csv(dirty, rows, invalid_rate=0.02, duplicate_rate=0.01)
         counts.write_text(
             json.dumps({"invalid": generated.invalid, "duplicates": generated.duplicates})
         )
+        written = True
     if not clean.exists():
         write_users_csv(clean, rows)
-    # Write the new files out now: the kernel's writeback (30 s later; 2.1 GB at 10M rows)
-    # would otherwise run during the first timed run.
-    os.sync()
+        written = True
+    if written:
+        # Write the new files out now: the kernel's writeback (30 s later; 2.1 GB at 10M
+        # rows) would otherwise run during the first timed run.
+        os.sync()
     return dirty, clean
 
 
