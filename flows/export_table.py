@@ -185,3 +185,4 @@ def _summarize(
     status = {"parts done": result.parts, "parts": result.parts, "rows": result.rows}
     progress.update(100.0, status, force=True, summary=summary)
     progress.table(f"export-{job.source.name}-summary", [summary], f"export {job.filename}")
+    progress.close()

@@ -213,6 +213,7 @@ def _summarize(progress: RunProgress, plan: ImportPlan, result: ImportResult) ->
         ],
         f"first {len(rejects)} of {result.failed} rejected rows of import {result.import_id}",
     )
+    progress.close()
     get_run_logger().info(
         "import %s: %s rows: %s inserted, %s updated, %s skipped, %s failed in %.1f s",
         result.import_id,

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from prefect import flow
-from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
@@ -140,11 +139,11 @@ def report(
     )
     summary = result.model_dump(exclude={"emailed"}, mode="json")
     progress.update(100.0, {"step": "done"}, force=True, summary=summary)
-    if progress.enabled:
-        create_link_artifact(
-            link=f"file://{published.path}",
-            link_text=f"{definition.title} ({format}, {published.bytes:,} bytes)",
-            key=f"report-{definition.name}",
-            description=f"expires {expires_at:%Y-%m-%d %H:%M} UTC; sha256 {published.sha256}",
-        )
+    progress.link(
+        f"report-{definition.name}",
+        f"file://{published.path}",
+        f"{definition.title} ({format}, {published.bytes:,} bytes)",
+        f"expires {expires_at:%Y-%m-%d %H:%M} UTC; sha256 {published.sha256}",
+    )
+    progress.close()
     return result

@@ -131,4 +131,5 @@ def send_emails(
         progress.table(
             f"send-emails-{campaign.campaign_id}-failures", failed, "failed recipients (first 20)"
         )
+    progress.close()
     return result

@@ -38,6 +38,7 @@ class ApiProgress:
             [row],
             f"{self.title}: counts, retries, 429s seen and the achieved requests per second",
         )
+        self.run.close()
         return row
 
     def _show(self, percent: float, done: int, counts: Mapping[str, object], force: bool) -> None:

@@ -7,13 +7,16 @@ artifacts with the summary. Outside a flow run (plain-function tests) every call
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 from uuid import UUID
 
 from prefect.artifacts import (
+    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -22,6 +25,8 @@ from prefect.artifacts import (
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 from prefect.context import FlowRunContext
+
+from tasks.common.run_log import run_logger
 
 
 def artifact_key(*parts: str) -> str:
@@ -45,25 +50,25 @@ def _cell(value: object) -> str:
 
 
 class RunProgress:
-    """The live artifacts of one flow run."""
+    """The live artifacts of one flow run, written on a thread of their own.
+
+    The flow never waits for the Prefect API to show its progress: each write goes to one
+    writer thread, in order, and an update still waiting there is replaced by the next one.
+    `close()` waits for the writes, so the summary is in place when the flow returns. A write
+    that fails is logged as a warning: progress shown in the UI never fails the work.
+    """
 
     def __init__(self, title: str, description: str, min_interval: float = 1.0) -> None:
         self.title = title
         self.min_interval = min_interval
-        self.enabled = FlowRunContext.get() is not None
         self.progress_id: UUID | None = None
         self.status_id: UUID | None = None
         self.last_update = 0.0
-        if self.enabled:
-            self.progress_id = cast(
-                UUID, create_progress_artifact(progress=0.0, description=description)
-            )
-            self.status_id = cast(
-                UUID,
-                create_markdown_artifact(
-                    markdown=f"### {title}\n\nstarting…", description=description
-                ),
-            )
+        self._writer: ThreadPoolExecutor | None = None
+        self._queued_update: Future[None] | None = None
+        if FlowRunContext.get() is not None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-progress")
+            self._write(self._create, description)
 
     def update(
         self,
@@ -76,21 +81,69 @@ class RunProgress:
         """Show `percent` done and a one-row status table (and a summary under it, at the
         end); throttled unless `force`."""
         now = time.monotonic()
-        if self.progress_id is None or self.status_id is None:
-            return
-        if not force and now - self.last_update < self.min_interval:
+        if self._writer is None or (not force and now - self.last_update < self.min_interval):
             return
         self.last_update = now
-        update_progress_artifact(self.progress_id, min(max(percent, 0.0), 100.0))
         markdown = f"### {self.title}\n\n{markdown_table(status)}"
         if summary is not None:
             markdown += f"\n\n#### Summary\n\n{markdown_table(summary)}"
-        with get_client(sync_client=True) as client:
-            client.update_artifact(self.status_id, ArtifactUpdate(data=markdown))
+        if self._queued_update is not None:
+            self._queued_update.cancel()
+        self._queued_update = self._write(self._show, min(max(percent, 0.0), 100.0), markdown)
 
     def table(self, key: str, rows: Sequence[Mapping[str, Any]], description: str) -> None:
         """A table artifact (kept under `key`, so the UI shows its history across runs)."""
-        if self.enabled:
-            create_table_artifact(
-                table=[dict(row) for row in rows], key=artifact_key(key), description=description
-            )
+        self._write(
+            create_table_artifact,
+            table=[dict(row) for row in rows],
+            key=artifact_key(key),
+            description=description,
+        )
+
+    def link(self, key: str, link: str, text: str, description: str) -> None:
+        """A link artifact, e.g. to the file the run published."""
+        self._write(
+            create_link_artifact,
+            link=link,
+            link_text=text,
+            key=artifact_key(key),
+            description=description,
+        )
+
+    def close(self) -> None:
+        """Wait until every write is done; the flow calls this before it returns."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def _write(
+        self, write: Callable[..., object], *args: Any, **kwargs: Any
+    ) -> Future[None] | None:
+        if self._writer is None:
+            return None
+        context = contextvars.copy_context()
+        return self._writer.submit(context.run, self._logged, write, *args, **kwargs)
+
+    def _logged(self, write: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        try:
+            write(*args, **kwargs)
+        except Exception as exc:
+            run_logger().warning("progress of %r not shown in the UI: %s", self.title, exc)
+
+    def _create(self, description: str) -> None:
+        self.progress_id = cast(
+            UUID, create_progress_artifact(progress=0.0, description=description)
+        )
+        self.status_id = cast(
+            UUID,
+            create_markdown_artifact(
+                markdown=f"### {self.title}\n\nstarting…", description=description
+            ),
+        )
+
+    def _show(self, percent: float, markdown: str) -> None:
+        if self.progress_id is None or self.status_id is None:
+            return
+        update_progress_artifact(self.progress_id, percent)
+        with get_client(sync_client=True) as client:
+            client.update_artifact(self.status_id, ArtifactUpdate(data=markdown))
