@@ -73,3 +73,18 @@ def test_outside_a_flow_run_progress_writes_nothing_and_never_fails() -> None:
     progress.close()
 
     assert (progress.progress_id, progress.status_id) == (None, None)
+
+
+@flow
+def link_with_a_loose_key() -> None:
+    progress = RunProgress("link", "a report whose name has an underscore and capitals")
+    progress.link("report-Daily_Sales", "file:///tmp/report.pdf", "the report", "expires soon")
+    progress.close()
+
+
+def test_a_link_key_is_made_valid_for_prefect_rather_than_failing_the_run() -> None:
+    state = link_with_a_loose_key(return_state=True)
+
+    links = [a for a in _artifacts(state.state_details.flow_run_id) if a.key]
+    assert [a.key for a in links] == ["report-daily-sales"]
+    assert "file:///tmp/report.pdf" in str(links[0].data)
