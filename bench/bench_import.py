@@ -17,7 +17,7 @@ highest of the rounds); writes bench/out/import.json.
 of generated files) measures the 1M-row import and the 10M-row one in the same run and
 prints how the ratio and the peak RSS moved (targets: within 10 %) and how each side's time
 per row moved; the 10M pair alternates for as many rounds as the 1M one (one 10M `psql
-\\copy` alone took 62 to 85 s on one machine within an hour, so a single round decided the
+\\copy` alone took 58 to 76 s on one machine within an hour, so a single round decided the
 band); bench/out/import_10m.json.
 The ratio uses the flow's own time, from its first line to its summary (`seconds` in its
 result); the time of the whole call, which adds Prefect's flow-run set-up and tear-down
