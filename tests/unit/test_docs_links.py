@@ -37,6 +37,11 @@ def links(page: Path) -> list[str]:
     ]
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the repository where it lies inside it, else as it is."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_leads_to_a_file_and_heading(page: Path) -> None:
     broken = []
@@ -44,7 +49,7 @@ def test_every_relative_link_leads_to_a_file_and_heading(page: Path) -> None:
         path, _, anchor = target.partition("#")
         linked = (page.parent / path).resolve() if path else page
         if not linked.exists():
-            broken.append(f"{target}: no file {linked.relative_to(ROOT)}")
+            broken.append(f"{target}: no file {shown(linked)}")
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(f"{target}: no heading with that anchor")
     assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
@@ -55,3 +60,8 @@ def test_anchors_follow_githubs_rules(tmp_path: Path) -> None:
     page.write_text("# Title\n\n## Where it runs (UTC), today\n\n## Where it runs (UTC), today\n")
     assert anchors(page) == {"title", "where-it-runs-utc-today", "where-it-runs-utc-today-1"}
     assert "where-it-runs" not in anchors(page)
+
+
+def test_a_missing_target_outside_the_repository_is_named_whole(tmp_path: Path) -> None:
+    assert shown(ROOT / "docs" / "x.md") == "docs/x.md"
+    assert shown(tmp_path / "x.md") == str(tmp_path / "x.md")
