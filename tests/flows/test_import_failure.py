@@ -10,7 +10,7 @@ from tasks.db import get_engine
 from tasks.imports import steps
 from tasks.imports.ledger import mark_failed
 from tasks.imports.plan import ImportPlan
-from tests.flows.helpers import make_users, plan_users, query
+from tests.flows.helpers import OUTSIDE_A_FLOW_RUN, make_users, plan_users, query
 
 
 class Signalled(BaseException):
@@ -26,6 +26,7 @@ def _status(url: str) -> tuple[object, ...]:
     return tuple(query(url, "SELECT status, error FROM batchflows_imports")[0])
 
 
+@OUTSIDE_A_FLOW_RUN
 def test_a_signal_between_two_chunks_marks_the_import_failed(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -43,6 +44,7 @@ def test_a_signal_between_two_chunks_marks_the_import_failed(
     assert query(database_url, "SELECT count(*) FROM batchflows_chunks")[0][0] >= 1
 
 
+@OUTSIDE_A_FLOW_RUN
 def test_the_first_reason_stands_and_a_finished_import_stays_finished(
     tmp_path: Path, database_url: str
 ) -> None:

@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.common.task_window import results_as_finished
+from tests.flows.helpers import OUTSIDE_A_FLOW_RUN
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,11 +58,13 @@ def test_a_slow_task_does_not_hold_back_the_ones_after_it() -> None:
     assert all(_times[f"fast-{i}"][1] < slow_ended for i in range(5))
 
 
+@OUTSIDE_A_FLOW_RUN
 def test_outside_a_flow_run_too() -> None:
     sets = _sets(("slow", 1.0), ("fast", 0.1))
     assert list(results_as_finished(pause, sets, 2)) == ["fast", "slow"]
 
 
+@OUTSIDE_A_FLOW_RUN
 def test_a_failure_stops_submitting_and_waits_for_the_work_in_flight() -> None:
     sets = _sets(("broken", 0.1), ("long", 1.0), ("never", 0.1))
     seen: list[str] = []

@@ -19,6 +19,7 @@ from tasks.api.pagination import CursorPagination, StartingAfterPagination
 from tasks.api.watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
 from tests.flows.api.helpers import UNREACHABLE, flow_arguments, rows
+from tests.flows.helpers import OUTSIDE_A_FLOW_RUN
 
 UPDATED = Incremental(field="updated_at", param="updated_at_gte")
 
@@ -313,6 +314,7 @@ def test_an_unknown_global_limit_names_the_parameter(api: FakeApi, sqlite_url: s
         pull(api, sqlite_url, global_limit="no-such-limit")
 
 
+@OUTSIDE_A_FLOW_RUN
 def test_the_flow_function_runs_directly_too(api: FakeApi, sqlite_url: str) -> None:
     create_items_table(sqlite_url)
     arguments = flow_arguments(api, sqlite_url, path="/items", table="items", page_size=50)

@@ -22,6 +22,7 @@ from tasks.db.bookkeeping import dead_letters, ensure_bookkeeping
 from tasks.db.engine import get_engine
 from tasks.errors import ApiError, InputError
 from tests.flows.api.helpers import FAST, UNREACHABLE, flow_arguments, rows
+from tests.flows.helpers import OUTSIDE_A_FLOW_RUN
 
 TOKEN = "Bearer s3cret"
 CREATED = dt.datetime(2024, 5, 1, 12, 0, 0)
@@ -341,6 +342,7 @@ def test_out_of_range_parameters_are_refused_before_the_run(api: FakeApi, sqlite
     assert api.seen == []
 
 
+@OUTSIDE_A_FLOW_RUN
 def test_the_flow_functions_run_directly_too(api: FakeApi, sqlite_url: str) -> None:
     create_outbox(sqlite_url, 30)
     api.hooks.append(refuse_ids({7}, 400))
