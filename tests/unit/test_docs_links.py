@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -15,9 +16,10 @@ HEADING = re.compile(r"^#{1,6} (.+?)\s*$", re.M)
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 
 
-def anchors(page: Path) -> set[str]:
+@functools.cache
+def anchors(page: Path) -> frozenset[str]:
     """The anchors GitHub gives the headings of `page`: lowercase, punctuation dropped,
-    spaces to dashes, a repeated one numbered."""
+    spaces to dashes, a repeated one numbered (read once per page, however many links)."""
     seen: dict[str, int] = {}
     found: set[str] = set()
     for heading in HEADING.findall(FENCE.sub("", page.read_text())):
@@ -25,7 +27,7 @@ def anchors(page: Path) -> set[str]:
         count = seen.get(slug, 0)
         seen[slug] = count + 1
         found.add(f"{slug}-{count}" if count else slug)
-    return found
+    return frozenset(found)
 
 
 def links(page: Path) -> list[str]:
