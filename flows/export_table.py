@@ -112,26 +112,26 @@ def export_table(
         database=database,
         now=now,
     )
-    progress = RunProgress(f"Exporting {job.source.label}", f"export to {job.filename}")
-    parts = _export_parts(job, chunk_size, max_concurrency, part_timeout_seconds, progress)
-    expires_at = now + timedelta(hours=expires_in_hours)
-    published = finish_export(job, parts, filename is not None, expires_at, flow_run.get_id())
-    seconds = time.monotonic() - started
-    rows = sum(part.rows for part in parts)
-    result = ExportResult(
-        path=published.path,
-        format=format,
-        compression=job.compression,
-        source=job.source.label,
-        rows=rows,
-        bytes=published.bytes,
-        sha256=published.sha256,
-        expires_at=expires_at,
-        parts=len(parts),
-        seconds=round(seconds, 3),
-        rows_per_second=round(rows / seconds, 1) if seconds else 0.0,
-    )
-    _summarize(progress, job, result, published)
+    with RunProgress(f"Exporting {job.source.label}", f"export to {job.filename}") as progress:
+        parts = _export_parts(job, chunk_size, max_concurrency, part_timeout_seconds, progress)
+        expires_at = now + timedelta(hours=expires_in_hours)
+        published = finish_export(job, parts, filename is not None, expires_at, flow_run.get_id())
+        seconds = time.monotonic() - started
+        rows = sum(part.rows for part in parts)
+        result = ExportResult(
+            path=published.path,
+            format=format,
+            compression=job.compression,
+            source=job.source.label,
+            rows=rows,
+            bytes=published.bytes,
+            sha256=published.sha256,
+            expires_at=expires_at,
+            parts=len(parts),
+            seconds=round(seconds, 3),
+            rows_per_second=round(rows / seconds, 1) if seconds else 0.0,
+        )
+        _summarize(progress, job, result, published)
     return result
 
 
@@ -185,4 +185,3 @@ def _summarize(
     status = {"parts done": result.parts, "parts": result.parts, "rows": result.rows}
     progress.update(100.0, status, force=True, summary=summary)
     progress.table(f"export-{job.source.name}-summary", [summary], f"export {job.filename}")
-    progress.close()

@@ -132,24 +132,24 @@ def import_csv(
         max_error_rate=max_error_rate,
         flow_run_id=run_id,
     )
-    progress = RunProgress(f"Importing {source} into {table}", f"import {import_id}")
     window = max_concurrency or (os.cpu_count() or 2)
     cutter = chunk_cutter(plan)
-    with failure_recorded(plan):
-        for counts in run_in_order(plan, cutter, window, chunk_timeout_seconds):
-            _report(progress, plan, cutter, counts)
-        totals = finish_import(plan)
-    seconds = time.monotonic() - started
-    result = ImportResult(
-        import_id=import_id,
-        source=source,
-        table=plan.job.table.display_name,
-        **totals.model_dump(),
-        resumed_chunks=plan.start.committed,
-        seconds=round(seconds, 3),
-        rows_per_second=round(totals.total / seconds, 1) if seconds else 0.0,
-    )
-    _summarize(progress, plan, result)
+    with RunProgress(f"Importing {source} into {table}", f"import {import_id}") as progress:
+        with failure_recorded(plan):
+            for counts in run_in_order(plan, cutter, window, chunk_timeout_seconds):
+                _report(progress, plan, cutter, counts)
+            totals = finish_import(plan)
+        seconds = time.monotonic() - started
+        result = ImportResult(
+            import_id=import_id,
+            source=source,
+            table=plan.job.table.display_name,
+            **totals.model_dump(),
+            resumed_chunks=plan.start.committed,
+            seconds=round(seconds, 3),
+            rows_per_second=round(totals.total / seconds, 1) if seconds else 0.0,
+        )
+        _summarize(progress, plan, result)
     reason = emit_error_rate_alert(import_id, result.table, source, totals, alert_error_rate)
     if reason:
         get_run_logger().warning("import %s: %s", import_id, reason)
@@ -213,7 +213,6 @@ def _summarize(progress: RunProgress, plan: ImportPlan, result: ImportResult) ->
         ],
         f"first {len(rejects)} of {result.failed} rejected rows of import {result.import_id}",
     )
-    progress.close()
     get_run_logger().info(
         "import %s: %s rows: %s inserted, %s updated, %s skipped, %s failed in %.1f s",
         result.import_id,

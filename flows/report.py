@@ -91,59 +91,60 @@ def report(
         email_to=email_to,
         smtp=smtp,
     )
-    progress = RunProgress(f"Report {definition.title}", f"report {definition.name} ({format})")
+    with RunProgress(
+        f"Report {definition.title}", f"report {definition.name} ({format})"
+    ) as progress:
 
-    def step(index: int) -> None:
-        status = {"step": STEPS[index], "of": " → ".join(STEPS)}
-        progress.update(100.0 * index / len(STEPS), status, force=True)
+        def step(index: int) -> None:
+            status = {"step": STEPS[index], "of": " → ".join(STEPS)}
+            progress.update(100.0 * index / len(STEPS), status, force=True)
 
-    step(0)
-    gathered = gather_data(definition, values, database)
-    step(1)
-    page = process(gathered, now)
-    step(2)
-    expires_at = now + timedelta(hours=expires_in_hours)
-    published, rows = generate(
-        format=format,
-        page=page,
-        gathered=gathered,
-        destination=destination,
-        filename=filename,
-        now=now,
-        expires_at=expires_at,
-        database=database,
-        flow_run_id=flow_run.get_id(),
-    )
-    emailed = None
-    if email_to:
-        emailed = mail_report_task(
-            published,
-            email_to,
-            title=definition.title,
-            generated_at=page.generated_at,
-            expires_at=expires_at.isoformat(),
-            smtp=smtp,
-            from_address=from_address,
+        step(0)
+        gathered = gather_data(definition, values, database)
+        step(1)
+        page = process(gathered, now)
+        step(2)
+        expires_at = now + timedelta(hours=expires_in_hours)
+        published, rows = generate(
+            format=format,
+            page=page,
+            gathered=gathered,
+            destination=destination,
+            filename=filename,
+            now=now,
+            expires_at=expires_at,
             database=database,
             flow_run_id=flow_run.get_id(),
         )
-    result = ReportResult(
-        path=published.path,
-        format=format,
-        bytes=published.bytes,
-        sha256=published.sha256,
-        expires_at=expires_at,
-        rows=rows,
-        emailed=emailed,
-        seconds=round(time.monotonic() - started, 3),
-    )
-    summary = result.model_dump(exclude={"emailed"}, mode="json")
-    progress.update(100.0, {"step": "done"}, force=True, summary=summary)
-    progress.link(
-        f"report-{definition.name}",
-        f"file://{published.path}",
-        f"{definition.title} ({format}, {published.bytes:,} bytes)",
-        f"expires {expires_at:%Y-%m-%d %H:%M} UTC; sha256 {published.sha256}",
-    )
-    progress.close()
+        emailed = None
+        if email_to:
+            emailed = mail_report_task(
+                published,
+                email_to,
+                title=definition.title,
+                generated_at=page.generated_at,
+                expires_at=expires_at.isoformat(),
+                smtp=smtp,
+                from_address=from_address,
+                database=database,
+                flow_run_id=flow_run.get_id(),
+            )
+        result = ReportResult(
+            path=published.path,
+            format=format,
+            bytes=published.bytes,
+            sha256=published.sha256,
+            expires_at=expires_at,
+            rows=rows,
+            emailed=emailed,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        summary = result.model_dump(exclude={"emailed"}, mode="json")
+        progress.update(100.0, {"step": "done"}, force=True, summary=summary)
+        progress.link(
+            f"report-{definition.name}",
+            f"file://{published.path}",
+            f"{definition.title} ({format}, {published.bytes:,} bytes)",
+            f"expires {expires_at:%Y-%m-%d %H:%M} UTC; sha256 {published.sha256}",
+        )
     return result

@@ -102,34 +102,35 @@ def send_emails(
         backoff_seconds=backoff_seconds,
     )
     plan = plan_campaign(campaign, table, query, run_id)
-    progress = RunProgress(
+    with RunProgress(
         f"Sending campaign {campaign.campaign_id}", f"e-mails to {len(plan.todo)} recipients"
-    )
+    ) as progress:
 
-    def show(done: BatchCounts) -> None:
-        finished = done.sent + done.failed + done.skipped
-        percent = 100.0 * finished / len(plan.todo) if plan.todo else 100.0
-        progress.update(percent, {**done.model_dump(), "to send": len(plan.todo)})
+        def show(done: BatchCounts) -> None:
+            finished = done.sent + done.failed + done.skipped
+            percent = 100.0 * finished / len(plan.todo) if plan.todo else 100.0
+            progress.update(percent, {**done.model_dump(), "to send": len(plan.todo)})
 
-    counts = send_all(campaign, plan, batch_size, max_concurrency, show)
-    result = EmailResult(
-        campaign_id=campaign.campaign_id,
-        total=plan.total,
-        sent=counts.sent,
-        failed=counts.failed + plan.invalid,
-        skipped=plan.skipped + counts.skipped,
-        duplicates=plan.duplicates,
-        seconds=round(time.monotonic() - started, 3),
-    )
-    summary = result.model_dump()
-    progress.update(
-        100.0, {**counts.model_dump(), "to send": len(plan.todo)}, force=True, summary=summary
-    )
-    progress.table(f"send-emails-{campaign.campaign_id}", [summary], "campaign summary")
-    failed = failures(get_engine(database), campaign.campaign_id)
-    if failed:
-        progress.table(
-            f"send-emails-{campaign.campaign_id}-failures", failed, "failed recipients (first 20)"
+        counts = send_all(campaign, plan, batch_size, max_concurrency, show)
+        result = EmailResult(
+            campaign_id=campaign.campaign_id,
+            total=plan.total,
+            sent=counts.sent,
+            failed=counts.failed + plan.invalid,
+            skipped=plan.skipped + counts.skipped,
+            duplicates=plan.duplicates,
+            seconds=round(time.monotonic() - started, 3),
         )
-    progress.close()
+        summary = result.model_dump()
+        progress.update(
+            100.0, {**counts.model_dump(), "to send": len(plan.todo)}, force=True, summary=summary
+        )
+        progress.table(f"send-emails-{campaign.campaign_id}", [summary], "campaign summary")
+        failed = failures(get_engine(database), campaign.campaign_id)
+        if failed:
+            progress.table(
+                f"send-emails-{campaign.campaign_id}-failures",
+                failed,
+                "failed recipients (first 20)",
+            )
     return result

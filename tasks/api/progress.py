@@ -8,13 +8,15 @@ The summary artifact, at the end, adds retries, 429s seen and the achieved reque
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import TracebackType
+from typing import Self
 
 from tasks.common.progress import RunProgress
 from tasks.http.caller import HttpCaller
 
 
 class ApiProgress:
-    """The live artifacts of one API run."""
+    """The live artifacts of one API run; a context manager, like the `RunProgress` it uses."""
 
     def __init__(self, title: str, unit: str, caller: HttpCaller) -> None:
         self.title = title
@@ -22,6 +24,17 @@ class ApiProgress:
         self.caller = caller
         self.total: int | None = None
         self.run = RunProgress(title, f"{unit} done of {title}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.run.__exit__(exc_type, exc, traceback)
 
     def update(self, done: int, counts: Mapping[str, object]) -> None:
         """Show `done` units (of `total` when known) and the counts so far (throttled)."""
@@ -38,7 +51,6 @@ class ApiProgress:
             [row],
             f"{self.title}: counts, retries, 429s seen and the achieved requests per second",
         )
-        self.run.close()
         return row
 
     def _show(self, percent: float, done: int, counts: Mapping[str, object], force: bool) -> None:

@@ -103,12 +103,12 @@ def write_page(plan: PullPlan, page: Page, state: SyncUpdate) -> UpsertCounts:
 
 def pull_pages(caller: HttpCaller, plan: PullPlan) -> PullTotals:
     """Fetch and store every page of the pull, showing progress; what was stored."""
-    progress = ApiProgress("api-pull", "pages", caller)
-    first = fetch_page(caller, plan, plan.first)
-    stream = pages_in_order(caller, plan, first)
-    progress.total = stream.total
-    totals = store_pages(plan, stream.pages, progress)
-    progress.finish(totals.pages, totals.counts())
+    with ApiProgress("api-pull", "pages", caller) as progress:
+        first = fetch_page(caller, plan, plan.first)
+        stream = pages_in_order(caller, plan, first)
+        progress.total = stream.total
+        totals = store_pages(plan, stream.pages, progress)
+        progress.finish(totals.pages, totals.counts())
     return totals
 
 

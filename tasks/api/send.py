@@ -158,32 +158,32 @@ def send_all(
 
 def push_rows(caller: HttpCaller, plan: PushPlan, flow_run_id: str | None) -> SendCounts:
     """Send every row the push plan selects, dead-lettering what fails; the counts."""
-    progress = ApiProgress("api-push", "records", caller)
-    progress.total = plan.total
-    deliveries = plan.deliveries(stream_rows(get_engine(plan.database), plan.sql))
-    totals = send_all(
-        caller,
-        groups_of(deliveries, REQUESTS_PER_GROUP),
-        database=plan.database,
-        flow_run_id=flow_run_id,
-        progress=progress,
-        view=SendCounts.pushed,
-    )
-    progress.finish(totals.records, totals.pushed())
+    with ApiProgress("api-push", "records", caller) as progress:
+        progress.total = plan.total
+        deliveries = plan.deliveries(stream_rows(get_engine(plan.database), plan.sql))
+        totals = send_all(
+            caller,
+            groups_of(deliveries, REQUESTS_PER_GROUP),
+            database=plan.database,
+            flow_run_id=flow_run_id,
+            progress=progress,
+            view=SendCounts.pushed,
+        )
+        progress.finish(totals.records, totals.pushed())
     return totals
 
 
 def replay_letters(caller: HttpCaller, plan: ReplayPlan) -> SendCounts:
     """Re-send the letters the replay plan selects; the counts."""
-    progress = ApiProgress("replay-dead-letters", "letters", caller)
-    progress.total = plan.total
-    totals = send_all(
-        caller,
-        groups_of(pending_deliveries(plan), REQUESTS_PER_GROUP),
-        database=plan.database,
-        flow_run_id=plan.flow_run_id,
-        progress=progress,
-        view=SendCounts.replayed,
-    )
-    progress.finish(totals.requests, totals.replayed())
+    with ApiProgress("replay-dead-letters", "letters", caller) as progress:
+        progress.total = plan.total
+        totals = send_all(
+            caller,
+            groups_of(pending_deliveries(plan), REQUESTS_PER_GROUP),
+            database=plan.database,
+            flow_run_id=plan.flow_run_id,
+            progress=progress,
+            view=SendCounts.replayed,
+        )
+        progress.finish(totals.requests, totals.replayed())
     return totals

@@ -193,6 +193,42 @@ def test_max_error_rate_stops_before_writing_more(tmp_path: Path, database_url: 
     assert query(database_url, "SELECT status FROM batchflows_imports")[0][0] == "failed"
 
 
+def test_an_import_that_stops_says_why_in_its_status_artifact(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    users = make_users(tmp_path, sqlite_url, 150, invalid_rate=0.0, duplicate_rate=0.0)
+    with users.path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    for row in rows[101:]:
+        row[1] = row[1].replace("@", "-at-")
+    with users.path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+    state = import_csv(
+        source=str(users.path),
+        table="users",
+        key=KEY,
+        rules=RULES,
+        chunk_size=50,
+        max_error_rate=0.1,
+        database=sqlite_url,
+        return_state=True,
+    )
+
+    assert state.is_failed()
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    status = str(next(a for a in artifacts if a.type == "markdown").data)
+    assert "**Stopped:**" in status
+    assert "ErrorRateExceeded: " in status
+    assert "over max_error_rate" in status
+    assert "| processed | total | successful | failed |" in status
+    assert "| 100 | 150 | 100 | 0 |" in status
+
+
 @pytest.mark.parametrize("on_conflict", ["skip", "update"])
 def test_rows_the_database_refuses_become_rejects(
     tmp_path: Path, database_url: str, on_conflict: str

@@ -11,7 +11,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import Artifact
 
-from tasks.common.progress import RunProgress
+from tasks.common.progress import RunProgress, fenced
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,3 +88,35 @@ def test_a_link_key_is_made_valid_for_prefect_rather_than_failing_the_run() -> N
     links = [a for a in _artifacts(state.state_details.flow_run_id) if a.key]
     assert [a.key for a in links] == ["report-daily-sales"]
     assert "file:///tmp/report.pdf" in str(links[0].data)
+
+
+HOSTILE = "bad value ``` ![pixel](http://evil.example/p.png) | <script>x</script>"
+
+
+@flow
+def fails_midway() -> None:
+    with RunProgress("fails midway", "a run that stops with counts on the way") as progress:
+        progress.update(10.0, {"done": 1}, force=True)
+        progress.update(70.0, {"done": 7})  # throttled: not written while the run lives
+        raise ValueError(HOSTILE)
+
+
+def test_a_failed_run_shows_why_it_stopped_above_its_last_counts() -> None:
+    state = fails_midway(return_state=True)
+
+    assert state.is_failed()
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    status = str(next(a for a in artifacts if a.type == "markdown").data)
+    assert "**Stopped:**" in status
+    assert fenced(f"ValueError: {HOSTILE}") in status
+    assert "| 7 |" in status
+    assert next(a for a in artifacts if a.type == "progress").data == 70.0
+
+
+def test_a_reason_that_holds_markdown_stays_inside_its_fence() -> None:
+    block = fenced(HOSTILE)
+
+    fence = block.split("text", 1)[0]
+    assert fence == "````"
+    assert block.endswith("\n" + fence)
+    assert block.count(fence) == 2
