@@ -20,6 +20,7 @@ from tasks.common.deadline import (
     with_run_timeout,
 )
 from tasks.db import get_engine
+from tasks.db.bookkeeping import IMPORT_ID_LENGTH
 from tasks.imports import (
     ChunkCounts,
     ChunkCutter,
@@ -62,7 +63,7 @@ def import_csv(
     max_concurrency: Annotated[int, Field(gt=0)] | None = None,
     max_error_rate: Annotated[float, schema_bounds(minimum=0, maximum=1)] = 1.0,
     alert_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.1,
-    import_id: str | None = None,
+    import_id: Annotated[str, Field(max_length=IMPORT_ID_LENGTH)] | None = None,
     database: str | None = None,
     delimiter: Annotated[str, schema_bounds(minLength=1, maxLength=1)] = ",",
     encoding: str = "utf-8",
@@ -96,8 +97,8 @@ def import_csv(
         alert_error_rate: Send the error-rate alert (a Prefect event the bootstrap's
             automation notifies on) when the import ends with more than this share of its
             rows rejected (0.1 = 10 %); 1.0 never alerts.
-        import_id: Identity of the import; run again with the same id to resume it.
-            Default: this flow run's id, so Prefect retries resume.
+        import_id: Identity of the import (64 characters at most); run again with the same
+            id to resume it. Default: this flow run's id, so Prefect retries resume.
         database: SQLAlchemy URL, or the name of a saved SqlAlchemyConnector block;
             default $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
         delimiter: Field delimiter, one character.

@@ -31,7 +31,7 @@ from service.catalog import JobType
 from service.context import Services, rate_limit
 from service.errors import ServiceError, bad_request, forbidden, not_found
 from service.keys import ApiKey
-from service.parameters import check_reach, check_schema
+from service.parameters import check_reach, check_schema, owned_import_id
 from service.status import status_of
 from service.tables import jobs
 from service.uploads import PREFIX, check_records, record_upload, resolve_upload, write_records
@@ -139,8 +139,10 @@ def _prepare(ctx: Services, key: ApiKey, job_type: JobType, given: dict[str, Any
         records = check_records(data)
         parameters["source"] = f"{PREFIX}inline"
     if not key.admin:
-        check_reach(parameters, ctx.settings.database, exports_root())
+        check_reach(parameters, ctx.settings.database, exports_root(), job_type.defaults)
     check_schema(job_type.schema, {**job_type.defaults, **parameters})
+    if not key.admin and parameters.get("import_id"):
+        parameters["import_id"] = owned_import_id(key.owner, parameters["import_id"])
     source = parameters.get("source")
     if data is not None:
         sink = write_records(records, ctx.settings.uploads)

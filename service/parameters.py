@@ -2,7 +2,9 @@
 
 Schema errors name each offending field (400). What a non-admin key may not touch is refused
 with 403: a `source` that is not one of its uploads, a `database` other than the configured
-one, an export `destination` outside the exports root.
+one, an export `destination` outside the exports root, a credentials block (`auth_block`,
+`smtp`) and, where the deployment sends a credential, another `base_url`. A non-admin key's
+`import_id` is kept apart per owner, so no owner can resume or read another's import.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from prefect.utilities.schema_tools.validation import validate
 from service.errors import bad_request, forbidden
 from service.status import scrub
 from service.uploads import PREFIX
+from tasks.db.bookkeeping import IMPORT_ID_LENGTH
 
 
 def schema_errors(schema: dict[str, Any], parameters: dict[str, Any]) -> dict[str, str]:
@@ -56,10 +59,25 @@ def inside(root: Path, destination: str) -> bool:
 
 
 def check_reach(
-    parameters: dict[str, Any], configured_database: str | None, exports_root: Path
+    parameters: dict[str, Any],
+    configured_database: str | None,
+    exports_root: Path,
+    defaults: dict[str, Any] | None = None,
 ) -> None:
-    """403 for a parameter that reaches outside what a non-admin owner may touch."""
+    """403 for a parameter that reaches outside what a non-admin owner may touch.
+
+    Credentials are the operator's: a caller naming a block could send its secret to a host
+    of the caller's choosing, and a deployment's own `auth_block` goes to its `base_url` only.
+    """
     fields: dict[str, str] = {}
+    if parameters.get("auth_block"):
+        fields["auth_block"] = "credentials are set by the operator, on the deployment"
+    if parameters.get("smtp"):
+        fields["smtp"] = "only the service's configured SMTP server is allowed"
+    defaults = defaults or {}
+    base_url = parameters.get("base_url")
+    if defaults.get("auth_block") and base_url not in (None, defaults.get("base_url")):
+        fields["base_url"] = "this job type's credentials go to its own base_url only"
     source = parameters.get("source")
     if source is not None and not (isinstance(source, str) and source.startswith(PREFIX)):
         fields["source"] = f"give one of your uploads as {PREFIX}<uploadId>"
@@ -73,3 +91,15 @@ def check_reach(
         fields["destination"] = "must be a directory inside the exports root"
     if fields:
         raise forbidden(f"not allowed for this key: {', '.join(sorted(fields))}", fields)
+
+
+def owned_import_id(owner: str, import_id: str) -> str:
+    """The import id a non-admin owner's `import_id` stands for: `<owner>:<import_id>`."""
+    owned = f"{owner}:{import_id}"
+    if len(owned) > IMPORT_ID_LENGTH:
+        room = IMPORT_ID_LENGTH - len(owner) - 1
+        raise bad_request(
+            f"import_id: at most {room} characters for this key",
+            {"import_id": f"at most {room} characters"},
+        )
+    return owned

@@ -21,11 +21,13 @@ _Json = sa.JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-numbers an INTEGER PRIMARY KEY, so ids are BIGINT on PostgreSQL alone.
 _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _Timestamp = sa.DateTime(timezone=True)
+# The longest import_id: import-csv's parameter schema and the jobs service check against it.
+IMPORT_ID_LENGTH = 64
 
 imports = sa.Table(
     "batchflows_imports",
     metadata,
-    sa.Column("import_id", sa.String(64), primary_key=True),
+    sa.Column("import_id", sa.String(IMPORT_ID_LENGTH), primary_key=True),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("fingerprint", sa.String(128), nullable=False),
     sa.Column("table_name", sa.Text, nullable=False),
@@ -46,7 +48,7 @@ imports = sa.Table(
 chunks = sa.Table(
     "batchflows_chunks",
     metadata,
-    sa.Column("import_id", sa.String(64), primary_key=True),
+    sa.Column("import_id", sa.String(IMPORT_ID_LENGTH), primary_key=True),
     sa.Column("chunk_index", sa.Integer, primary_key=True),
     sa.Column("start_byte", sa.BigInteger, nullable=False),
     sa.Column("end_byte", sa.BigInteger, nullable=False),
@@ -68,7 +70,7 @@ rejects = sa.Table(
     "batchflows_rejects",
     metadata,
     sa.Column("id", _Id, primary_key=True, autoincrement=True),
-    sa.Column("import_id", sa.String(64), nullable=False),
+    sa.Column("import_id", sa.String(IMPORT_ID_LENGTH), nullable=False),
     sa.Column("chunk_index", sa.Integer, nullable=False),
     sa.Column("line", sa.BigInteger, nullable=False),
     sa.Column("raw", sa.Text, nullable=False),
@@ -82,7 +84,7 @@ rejects = sa.Table(
 claims = sa.Table(
     "batchflows_claims",
     metadata,
-    sa.Column("import_id", sa.String(64), primary_key=True),
+    sa.Column("import_id", sa.String(IMPORT_ID_LENGTH), primary_key=True),
     sa.Column("key_hi", sa.BigInteger, primary_key=True),
     sa.Column("key_lo", sa.BigInteger, primary_key=True),
 )

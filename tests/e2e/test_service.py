@@ -266,12 +266,13 @@ def test_cancelling_an_import_keeps_whole_chunks_and_the_same_import_id_resumes_
 
     assert (cancelled.status_code, cancelled.json()) == (202, {"status": "cancelling"})
     assert stopped["status"] == "cancelled", stopped
-    stopped_at = _chunks(service.database, "svc-1")
+    # A non-admin key's import_id is kept apart per owner: dave's "svc-1" is "dave:svc-1".
+    stopped_at = _chunks(service.database, "dave:svc-1")
     assert 5 <= stopped_at < 40
     assert stopped["progress"]["currentChunk"] == stopped_at
     in_ledger = query(
         service.database,
-        "SELECT coalesce(sum(inserted), 0) FROM batchflows_chunks WHERE import_id = 'svc-1'",
+        "SELECT coalesce(sum(inserted), 0) FROM batchflows_chunks WHERE import_id = 'dave:svc-1'",
     )
     assert query(service.database, "SELECT count(*) FROM users")[0][0] == in_ledger[0][0]
     resumed = client.post("/api/batch/jobs", json=body).json()

@@ -34,6 +34,7 @@ BOUNDS: list[tuple[str, str, Any, Any]] = [
     ("import-csv", "on_conflict", "replace", "update"),
     ("import-csv", "rules", {"name": {"min_length": -1}}, {"name": {"min_length": 0}}),
     ("import-csv", "rules", {"name": {"choices": []}}, {"name": {"choices": ["a"]}}),
+    ("import-csv", "import_id", "x" * 65, "x" * 64),
     ("export-table", "chunk_size", 0, 1),
     ("export-table", "max_concurrency", 0, 1),
     ("export-table", "expires_in_hours", -1, 0),

@@ -11,7 +11,7 @@ from prefect.utilities.callables import parameter_schema
 from flows.export_table import export_table
 from flows.import_csv import import_csv
 from service.errors import ServiceError
-from service.parameters import check_reach, inside, schema_errors
+from service.parameters import check_reach, inside, owned_import_id, schema_errors
 
 IMPORT_SCHEMA: dict[str, Any] = parameter_schema(import_csv).model_dump_for_openapi()
 EXPORT_SCHEMA: dict[str, Any] = parameter_schema(export_table).model_dump_for_openapi()
@@ -71,6 +71,9 @@ def test_a_credential_in_a_refused_value_is_masked() -> None:
         ({"destination": "/etc"}, {"destination"}),
         ({"destination": "exports/\x00x"}, {"destination"}),
         ({"source": "/x", "destination": "../x"}, {"source", "destination"}),
+        ({"auth_block": "github-token", "base_url": "https://attacker.example"}, {"auth_block"}),
+        ({"smtp": "operator-mail-block"}, {"smtp"}),
+        ({"smtp": "smtp://attacker.example:25"}, {"smtp"}),
     ],
 )
 def test_a_non_admin_cannot_reach_outside_its_own(
@@ -99,3 +102,29 @@ def test_a_symlink_out_of_the_exports_root_is_outside(tmp_path: Path) -> None:
 
     assert not inside(root, "escape/x")
     assert inside(root, "reports/2026")
+
+
+def test_a_deployments_credentials_go_to_its_own_base_url_only(tmp_path: Path) -> None:
+    defaults = {"auth_block": "github-token", "base_url": "https://api.github.com"}
+
+    with pytest.raises(ServiceError) as error:
+        check_reach({"base_url": "https://attacker.example"}, None, tmp_path, defaults)
+
+    assert error.value.status == 403
+    assert set(error.value.fields or {}) == {"base_url"}
+    check_reach({"base_url": "https://api.github.com", "path": "/users"}, None, tmp_path, defaults)
+    check_reach({"base_url": "https://any.example"}, None, tmp_path, {"auth_block": None})
+
+
+def test_an_owners_import_id_is_its_own_and_bounded() -> None:
+    assert owned_import_id("dave", "users-2026-11-30") == "dave:users-2026-11-30"
+    assert owned_import_id("erin", "users-2026-11-30") != owned_import_id(
+        "dave", "users-2026-11-30"
+    )
+    assert len(owned_import_id("dave", "x" * 59)) == 64
+
+    with pytest.raises(ServiceError) as error:
+        owned_import_id("dave", "x" * 60)
+
+    assert error.value.status == 400
+    assert error.value.fields == {"import_id": "at most 59 characters"}
