@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import State, StateType
+from prefect.client.schemas.responses import SetStateStatus
 from prefect.client.schemas.sorting import FlowRunSort
 from starlette.concurrency import run_in_threadpool
 
@@ -148,12 +149,17 @@ async def cancel_job(job_id: str, key: Key, ctx: Ctx) -> dict[str, Any]:
         )
     if run.state_type in (StateType.CANCELLED, StateType.CANCELLING):
         return {"status": status_of(run, datetime.now(UTC))}
-    # A run no worker holds yet is cancelled at once; a running one is asked to stop, and its
-    # worker ends it (an import keeps the chunks already committed).
-    waiting = run.state_type is StateType.SCHEDULED
-    state = StateType.CANCELLED if waiting else StateType.CANCELLING
-    await ctx.client.set_flow_run_state(UUID(job_id), State(type=state), force=True)
-    return {"status": "cancelled" if waiting else "cancelling"}
+    # Proposed, not forced, as `prefect flow-run cancel` does: the server cancels a run no
+    # worker holds yet at once, asks a running one's worker to stop it (an import keeps the
+    # chunks already committed), and refuses if the run ended since it was read above.
+    answer = await ctx.client.set_flow_run_state(UUID(job_id), State(type=StateType.CANCELLING))
+    if answer.status is SetStateStatus.ABORT or answer.state is None:
+        ended = await describe.read_run(ctx, job_id)
+        raise ServiceError(
+            409, "conflict", f"the job already ended ({status_of(ended, datetime.now(UTC))})"
+        )
+    cancelled = answer.state.type is StateType.CANCELLED
+    return {"status": "cancelled" if cancelled else "cancelling"}
 
 
 @router.get(

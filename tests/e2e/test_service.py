@@ -456,6 +456,16 @@ def test_queues_show_counts_and_admins_pause_and_resume_them(service: Service) -
 
     paused = admin.post("/api/batch/queues/low/pause")
     seen = {q["name"]: q for q in admin.get("/api/batch/queues").json()["queues"]}
+    waiting = admin.post(
+        "/api/batch/jobs",
+        json={
+            "type": "export-table",
+            "parameters": {"table": "missing"},
+            "options": {"priority": "low"},
+        },
+    ).json()
+    cancelled = admin.post(f"/api/batch/jobs/{waiting['jobId']}/cancel")
+    again = admin.post(f"/api/batch/jobs/{waiting['jobId']}/cancel")
     resumed = admin.post("/api/batch/queues/low/resume")
     missing = admin.post("/api/batch/queues/nope/pause")
     health = service.client(None).get("/healthz")
@@ -465,6 +475,9 @@ def test_queues_show_counts_and_admins_pause_and_resume_them(service: Service) -
     assert seen["low"]["isPaused"] is True
     assert seen["default"]["isPaused"] is False
     assert set(seen["default"]) >= {"waiting", "active", "completed", "failed", "delayed", "paused"}
+    assert (cancelled.status_code, cancelled.json()) == (202, {"status": "cancelled"})
+    assert again.json() == {"status": "cancelled"}
+    assert admin.get(f"/api/batch/jobs/{waiting['jobId']}").json()["status"] == "cancelled"
     assert resumed.json()["isPaused"] is False
     assert missing.status_code == 404
     assert health.json() == {"status": "ok", "prefect": "ok", "database": "ok"}
