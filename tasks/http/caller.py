@@ -138,15 +138,11 @@ class HttpCaller:
         headers: dict[str, str],
     ) -> httpx.Response:
         probe = self.breaker.admit()
-        with self.limiter.slot():
-            self.stats.started()
-            try:
-                response = self._exchange(method, url, json_body, headers)
-            except (httpx.TransportError, ApiError) as exc:
-                self.stats.finished(None if isinstance(exc, httpx.TransportError) else 0)
-                self.breaker.record(exc, probe=probe)
-                raise
-        self.stats.finished(response.status_code)
+        try:
+            response = self._exchange(method, url, json_body, headers)
+        except (httpx.TransportError, ApiError) as exc:
+            self.breaker.record(exc, probe=probe)
+            raise
         error = self._redirect_refused(response) or error_of(
             response, self.policy, bool(self.options.auth_block)
         )
@@ -158,21 +154,37 @@ class HttpCaller:
     def _exchange(
         self, method: str, url: str, json_body: JsonBody | None, headers: dict[str, str]
     ) -> httpx.Response:
-        """Send, and follow same-origin redirects of a GET, all within one deadline."""
-        with within(self.options.request_timeout_seconds):
-            response = self._send(method, url, json_body, headers)
-            seen = {str(response.request.url)}
-            while method == "GET" and response.is_redirect and response.next_request:
-                target = response.next_request.url
-                if not same_origin(target, url) or str(target) in seen:
-                    break
-                if len(seen) > MAX_REDIRECTS:
-                    break
-                seen.add(str(target))
-                response = self._send(method, str(target), None, headers)
+        """Send, and follow same-origin redirects of a GET; each hop is a request of its own,
+        under the rate limit and its own deadline (a redirect is one more request the server
+        counts)."""
+        response = self._send(method, url, json_body, headers)
+        seen = {str(response.request.url)}
+        while method == "GET" and response.is_redirect and response.next_request:
+            target = response.next_request.url
+            if not same_origin(target, url) or str(target) in seen:
+                break
+            if len(seen) > MAX_REDIRECTS:
+                break
+            seen.add(str(target))
+            response = self._send(method, str(target), None, headers)
         return response
 
     def _send(
+        self, method: str, url: str, json_body: JsonBody | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        """One request, when the rate limiter grants it, read whole within its deadline."""
+        with self.limiter.slot():
+            self.stats.started()
+            try:
+                with within(self.options.request_timeout_seconds):
+                    response = self._read(method, url, json_body, headers)
+            except (httpx.TransportError, ApiError) as exc:
+                self.stats.finished(None if isinstance(exc, httpx.TransportError) else 0)
+                raise
+        self.stats.finished(response.status_code)
+        return response
+
+    def _read(
         self, method: str, url: str, json_body: JsonBody | None, headers: dict[str, str]
     ) -> httpx.Response:
         client = shared_client()

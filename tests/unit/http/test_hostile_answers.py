@@ -87,6 +87,21 @@ def test_a_pull_follows_a_redirect_within_the_origin(home: FakeApi) -> None:
     assert [seen.path for seen in home.seen] == ["/old", "/items"]
 
 
+def test_each_hop_of_a_redirect_counts_against_the_rate_limit(home: FakeApi) -> None:
+    def move(seen: Seen) -> Reply | None:
+        return Reply(301, "", {"Location": "/items"}) if seen.path == "/old" else None
+
+    home.hooks.append(move)
+    http = caller(home, rate_limit_per_second=4, max_concurrency=4)
+
+    for _ in range(8):
+        http.try_request("GET", f"{home.url}/old").unwrap()
+
+    assert len(home.seen) == 16
+    assert home.max_in_any_second() <= 4
+    assert http.stats.requests == 16
+
+
 def test_a_pull_refuses_a_redirect_to_another_origin(home: FakeApi, elsewhere: FakeApi) -> None:
     answer(home, Reply(302, "", {"Location": f"{elsewhere.url}/items"}))
 
