@@ -174,7 +174,8 @@ async def download(
     signature: str = Query(default=""),
     ctx: Ctx,
 ) -> FileResponse:
-    if not expires.isdigit() or len(expires) > 12:
+    # ASCII digits only: "²" and other Unicode digits pass isdigit() but not int().
+    if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         raise forbidden("the link is not valid")
     verdict = signing.check(
         ctx.settings.secret, job_id, int(expires), signature, datetime.now(UTC).timestamp()

@@ -21,9 +21,10 @@ def download_path(secret: bytes, job_id: str, expires: int) -> str:
 def check(secret: bytes, job_id: str, expires: int, signature: str, now: float) -> str | None:
     """None if the link is good; "forged" for a bad signature, "expired" once past its time.
 
-    The signature is checked first, so a forged link never learns whether it expired.
+    The signature is checked first, so a forged link never learns whether it expired; it is
+    compared as bytes, so a non-ASCII one is simply forged (a str compare would raise).
     """
-    if not hmac.compare_digest(sign(secret, job_id, expires), signature):
+    if not hmac.compare_digest(sign(secret, job_id, expires).encode(), signature.encode()):
         return "forged"
     if now >= expires:
         return "expired"

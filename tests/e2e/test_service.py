@@ -7,6 +7,7 @@ fresh PostgreSQL schema as the configured database and a temporary exports root.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -232,6 +233,10 @@ def test_an_export_downloads_through_its_signed_link_only(service: Service, tmp_
     assert got.content.count(b"\n") == item["rows"] + 1
     assert forged.status_code == 403
     assert forged.json()["error"]["code"] == "forbidden"
+    for hostile in ("signature=%C3%A9", "expires=%C2%B2"):
+        name = hostile.split("=")[0]
+        link = re.sub(rf"{name}=[^&]*", hostile, item["downloadUrl"])
+        assert anonymous.get(link).status_code == 403, hostile
     assert expired.status_code == 410
     (path,) = query(service.database, "SELECT path FROM batchflows_exports")[0]
     Path(path).unlink()

@@ -27,6 +27,7 @@ def test_changing_the_job_expiry_secret_or_signature_forges_the_link() -> None:
     flipped = signature[:-1] + ("1" if signature[-1] == "0" else "0")
     assert check(SECRET, JOB, 1_000, flipped, now=0) == "forged"
     assert check(SECRET, JOB, 1_000, "", now=0) == "forged"
+    assert check(SECRET, JOB, 1_000, "é" * 64, now=0) == "forged"
 
 
 def test_a_forged_link_does_not_learn_whether_it_expired() -> None:
