@@ -13,6 +13,9 @@ from fastapi.responses import JSONResponse
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    FlowRunFilterTags,
     WorkPoolFilter,
     WorkPoolFilterName,
     WorkQueueFilter,
@@ -28,6 +31,7 @@ from service.bodies import read_json
 from service.context import Ctx, Key, Services, admin
 from service.errors import bad_request, not_found
 from service.filters import status_filter
+from service.jobs import SERVICE_TAG
 from service.tables import jobs
 from service.uploads import remove_uploads_before
 
@@ -108,7 +112,7 @@ def _forget(ctx: Services, job_ids: list[str]) -> None:
 @router.post("/api/batch/jobs/clean", summary="Delete finished jobs older than an age (admin)")
 async def clean(request: Request, key: Key, ctx: Ctx) -> dict[str, Any]:
     """Deletes each finished job's flow run from Prefect and its record here, and the
-    uploads received before the cutoff."""
+    uploads received before the cutoff that no unfinished job reads."""
     admin(key)
     raw = await read_json(request, 4096)
     try:
@@ -133,8 +137,26 @@ async def clean(request: Request, key: Key, ctx: Ctx) -> dict[str, Any]:
                 deleted.append(job_id)
     if deleted:
         await run_in_threadpool(_forget, ctx, deleted)
-    removed = await run_in_threadpool(remove_uploads_before, ctx.engine, cutoff)
+    in_use = await _sources_of_unfinished_jobs(ctx)
+    removed = await run_in_threadpool(remove_uploads_before, ctx.engine, cutoff, in_use)
     return {"deleted": len(deleted), "uploadsDeleted": removed}
+
+
+async def _sources_of_unfinished_jobs(ctx: Services) -> set[str]:
+    """The `source` of every job not finished yet: an upload a queued or running import
+    still has to read, however old, is kept."""
+    unfinished = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[SERVICE_TAG]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=list(FINISHED))),
+    )
+    sources: set[str] = set()
+    offset = 0
+    while runs := await ctx.client.read_flow_runs(
+        flow_run_filter=unfinished, offset=offset, limit=200
+    ):
+        sources |= {str(run.parameters["source"]) for run in runs if run.parameters.get("source")}
+        offset += len(runs)
+    return sources
 
 
 def _database_ok(ctx: Services) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,12 +160,14 @@ def resolve_upload(engine: Engine, source: str, owner: str | None) -> str | None
     return path if path and Path(path).exists() else None
 
 
-def remove_uploads_before(engine: Engine, cutoff: Any) -> int:
-    """Delete uploads (files and records) received before `cutoff`; how many."""
+def remove_uploads_before(engine: Engine, cutoff: Any, keep: Collection[str] = ()) -> int:
+    """Delete uploads (files and records) received before `cutoff`, except those whose path
+    is in `keep`; how many."""
     with engine.begin() as conn:
-        old = conn.execute(
+        received = conn.execute(
             sa.select(uploads.c.upload_id, uploads.c.path).where(uploads.c.created_at < cutoff)
         ).all()
+        old = [row for row in received if row.path not in keep]
         for row in old:
             Path(row.path).unlink(missing_ok=True)
         if old:

@@ -496,13 +496,29 @@ def test_admin_clean_deletes_finished_jobs_and_old_uploads(service: Service) -> 
         "/api/batch/jobs", json={"type": "export-table", "parameters": {"table": "missing"}}
     ).json()
     assert _wait(owner, job["jobId"], TERMINAL)["status"] == "failed"
+    unused = owner.post(
+        "/api/batch/uploads", content=b"b\n2\n", headers={"Content-Type": "text/csv"}
+    )
+    assert unused.status_code == 201, unused.text
+    # An import still waiting in a paused queue: its upload must outlive the clean.
+    assert admin.post("/api/batch/queues/low/pause").status_code == 200
+    upload = owner.post(
+        "/api/batch/uploads", content=b"a\n1\n", headers={"Content-Type": "text/csv"}
+    ).json()
+    waiting = owner.post(
+        "/api/batch/jobs",
+        json={**_import(f"upload:{upload['uploadId']}", "t"), "options": {"priority": "low"}},
+    ).json()
 
     refused = owner.post("/api/batch/jobs/clean", json={"olderThanHours": 0})
     cleaned = admin.post("/api/batch/jobs/clean", json={"olderThanHours": 0})
+    admin.post(f"/api/batch/jobs/{waiting['jobId']}/cancel")
+    admin.post("/api/batch/queues/low/resume")
 
     assert refused.status_code == 403
     assert cleaned.status_code == 200
     assert cleaned.json()["deleted"] >= 1
     assert cleaned.json()["uploadsDeleted"] >= 1
     assert owner.get(f"/api/batch/jobs/{job['jobId']}").status_code == 404
-    assert list((service.state / "uploads").iterdir()) == []
+    kept = list((service.state / "uploads").iterdir())
+    assert [path.read_bytes() for path in kept] == [b"a\n1\n"]
