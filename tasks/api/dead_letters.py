@@ -3,7 +3,9 @@
 A push's failed delivery becomes a pending letter (payload, record key, idempotency key, last
 status, error, response excerpt, attempts). At most one letter is pending per idempotency key:
 a rerun that fails again adds its attempts to the same letter. A replay marks a delivered
-letter `replayed_at` and gives a failing one its new attempt count and last error.
+letter `replayed_at` and gives a failing one its new attempt count and last error. A later
+push that delivers a record (one per request) settles that record's pending letters too,
+`replayed_at` set and the reason in `error`: replaying them would send an older version.
 """
 
 from __future__ import annotations
@@ -40,9 +42,13 @@ def settle(engine: Engine, outcomes: Sequence[Outcome], flow_run_id: str | None)
     """
     ensure_bookkeeping(engine)
     now = dt.datetime.now(dt.UTC)
-    failed = [o for o in outcomes if not o.delivered and o.delivery.dead_letter_id is None]
+    pushed = [o for o in outcomes if o.delivery.dead_letter_id is None]
+    failed = [o for o in pushed if not o.delivered]
+    delivered = [o.delivery for o in pushed if o.delivered and o.delivery.records == 1]
     for attempt in transient_attempts(SETTLE_ATTEMPTS):
         with attempt, database_errors("batchflows_dead_letters"), engine.begin() as conn:
+            if delivered:
+                conn.execute(_superseded(delivered, flow_run_id, now))
             if failed:
                 conn.execute(_insert_letters(engine, failed, flow_run_id, now))
             for outcome in outcomes:
@@ -60,29 +66,49 @@ def _failure(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def _superseded(
+    delivered: Sequence[Delivery], flow_run_id: str | None, now: dt.datetime
+) -> sa.Executable:
+    """Settle the pending letters of records this push just delivered."""
+    c = dead_letters.c
+    return (
+        sa.update(dead_letters)
+        .where(
+            c.replayed_at.is_(None),
+            c.method.in_({d.method for d in delivered}),
+            c.url.in_({d.url for d in delivered}),
+            c.record_key.in_([d.record_key for d in delivered]),
+        )
+        .values(replayed_at=now, error=f"superseded: delivered again by push run {flow_run_id}")
+    )
+
+
 def _insert_letters(
     engine: Engine, failed: Sequence[Outcome], flow_run_id: str | None, now: dt.datetime
 ) -> sa.Executable:
-    rows = [
-        {
+    # Identical rows of a query share an idempotency key: one letter for them (an upsert may
+    # not touch one row twice), their attempts added up.
+    rows: dict[str, dict[str, Any]] = {}
+    for o in failed:
+        key = o.delivery.idempotency_key
+        earlier = rows[key]["attempts"] if key in rows else 0
+        rows[key] = {
             "flow_run_id": flow_run_id,
             "method": o.delivery.method,
             "url": o.delivery.url,
-            "idempotency_key": o.delivery.idempotency_key,
+            "idempotency_key": key,
             "record_key": o.delivery.record_key,
             "payload": o.delivery.payload,
             "headers": o.delivery.headers,
-            "attempts": o.attempts,
+            "attempts": earlier + o.attempts,
             "created_at": now,
             "last_attempt_at": now,
             **_failure(o),
         }
-        for o in failed
-    ]
     statement = (
-        postgresql.insert(dead_letters).values(rows)
+        postgresql.insert(dead_letters).values(list(rows.values()))
         if backend_of(engine) == "postgresql"
-        else sqlite.insert(dead_letters).values(rows)
+        else sqlite.insert(dead_letters).values(list(rows.values()))
     )
     return statement.on_conflict_do_update(
         index_elements=[dead_letters.c.idempotency_key],

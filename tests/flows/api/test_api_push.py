@@ -183,6 +183,27 @@ def test_a_rerun_that_fails_again_updates_its_dead_letter_instead_of_adding_one(
     assert letters(sqlite_url) == [([2], 400, 2, False)]
 
 
+def test_a_letter_whose_record_a_later_push_delivered_is_settled_not_replayed(
+    api: FakeApi, database_url: str
+) -> None:
+    create_outbox(database_url, 3)
+    api.hooks.append(refuse_ids({2}, 400))
+    push(api, database_url)
+    with get_engine(database_url).begin() as conn:
+        conn.execute(sa.text("UPDATE outbox SET name = 'newer' WHERE id = 2"))
+    api.hooks.clear()
+
+    second = push(api, database_url)
+    replayed = replay_dead_letters(
+        base_url=api.url, database=database_url, rate_limit_per_second=100, **FAST
+    )
+
+    assert (second.sent, second.succeeded, second.dead_lettered) == (3, 3, 0)
+    assert replayed.replayed == 0
+    assert [r["name"] for r in api.stored["outbox"] if r["id"] == 2] == ["newer"]
+    assert letters(database_url) == [([2], 400, 1, True)]
+
+
 def test_retry_after_an_hour_dead_letters_the_record_instead_of_hanging(
     api: FakeApi, sqlite_url: str
 ) -> None:
@@ -256,6 +277,23 @@ def test_batches_send_lists_under_one_key_each(api: FakeApi, database_url: str) 
     assert (result.sent, result.succeeded, result.requests) == (25, 25, 3)
     assert [len(batch) for batch in api.stored["outbox"]] == [10, 10, 5]
     assert len({s.idempotency_key for s in api.seen}) == 3
+
+
+def test_identical_failing_rows_of_a_query_share_one_dead_letter(
+    api: FakeApi, database_url: str
+) -> None:
+    create_outbox(database_url, 3)
+    api.hooks.append(refuse_ids({2}, 400))
+
+    result = push(
+        api,
+        database_url,
+        table=None,
+        query="SELECT id, name FROM outbox UNION ALL SELECT id, name FROM outbox WHERE id = 2",
+    )
+
+    assert (result.sent, result.succeeded, result.dead_lettered) == (4, 2, 2)
+    assert letters(database_url) == [([2], 400, 2, False)]
 
 
 def test_put_goes_to_the_url_named_by_the_record(api: FakeApi, sqlite_url: str) -> None:
