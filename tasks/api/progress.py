@@ -8,8 +8,7 @@ The summary artifact, at the end, adds retries, 429s seen and the achieved reque
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from tasks.common.progress import RunProgress
 from tasks.http.caller import HttpCaller
@@ -28,13 +27,8 @@ class ApiProgress:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.run.__exit__(exc_type, exc, traceback)
+    def __exit__(self, *exc_info: Any) -> None:
+        self.run.__exit__(*exc_info)
 
     def update(self, done: int, counts: Mapping[str, object]) -> None:
         """Show `done` units (of `total` when known) and the counts so far (throttled)."""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import Artifact, State
 
 from flows.import_csv import ImportResult, import_csv
 from samples.users import KEY, RULES
@@ -30,6 +31,37 @@ def _import(users_path: Path, url: str, **options: Any) -> ImportResult:
 
 def _balanced(result: ImportResult) -> bool:
     return result.total == result.inserted + result.updated + result.skipped + result.failed
+
+
+def _run_with_artifacts(path: Path, url: str, **options: Any) -> tuple[State, list[Artifact]]:
+    """Run an import of `path` in chunks of 50 rows; its final state and its artifacts."""
+    state = import_csv(
+        source=str(path),
+        table="users",
+        key=KEY,
+        rules=RULES,
+        chunk_size=50,
+        database=url,
+        return_state=True,
+        **options,
+    )
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return state, artifacts
+
+
+def _invalid_emails_after_row_100(path: Path) -> None:
+    """Rewrite the users file so that every row after the 100th has an invalid e-mail."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    for row in rows[101:]:
+        row[1] = row[1].replace("@", "-at-")
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
 
 
 def test_every_row_counts_once_and_first_occurrence_wins(tmp_path: Path, database_url: str) -> None:
@@ -181,12 +213,7 @@ def test_a_prefect_retry_of_the_flow_run_resumes_the_import(
 
 def test_max_error_rate_stops_before_writing_more(tmp_path: Path, database_url: str) -> None:
     users = make_users(tmp_path, database_url, 200, invalid_rate=0.0, duplicate_rate=0.0)
-    with users.path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    for row in rows[101:]:
-        row[1] = row[1].replace("@", "-at-")
-    with users.path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(rows)
+    _invalid_emails_after_row_100(users.path)
     with pytest.raises(ErrorRateExceeded, match=r"over max_error_rate 10\.0%.*stay committed"):
         _import(users.path, database_url, max_error_rate=0.1, chunk_size=50)
     assert query(database_url, "SELECT count(*) FROM users")[0][0] == 100
@@ -197,30 +224,11 @@ def test_an_import_that_stops_says_why_in_its_status_artifact(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     users = make_users(tmp_path, sqlite_url, 150, invalid_rate=0.0, duplicate_rate=0.0)
-    with users.path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    for row in rows[101:]:
-        row[1] = row[1].replace("@", "-at-")
-    with users.path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, lineterminator="\n").writerows(rows)
-    state = import_csv(
-        source=str(users.path),
-        table="users",
-        key=KEY,
-        rules=RULES,
-        chunk_size=50,
-        max_error_rate=0.1,
-        database=sqlite_url,
-        return_state=True,
-    )
+    _invalid_emails_after_row_100(users.path)
+
+    state, artifacts = _run_with_artifacts(users.path, sqlite_url, max_error_rate=0.1)
 
     assert state.is_failed()
-    flow_run_id = state.state_details.flow_run_id
-    assert flow_run_id is not None
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
     status = str(next(a for a in artifacts if a.type == "markdown").data)
     assert "**Stopped:**" in status
     assert "ErrorRateExceeded: " in status
@@ -350,21 +358,9 @@ def test_bad_input_fails_clearly_with_nothing_written(
 
 def test_progress_and_summary_artifacts_are_published(tmp_path: Path, sqlite_url: str) -> None:
     users = make_users(tmp_path, sqlite_url, 150)
-    state = import_csv(
-        source=str(users.path),
-        table="users",
-        key=KEY,
-        rules=RULES,
-        chunk_size=50,
-        database=sqlite_url,
-        return_state=True,
-    )
-    flow_run_id = state.state_details.flow_run_id
-    assert flow_run_id is not None
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
+
+    _, artifacts = _run_with_artifacts(users.path, sqlite_url)
+
     kinds = sorted(a.type or "" for a in artifacts)
     assert kinds == ["markdown", "progress", "table", "table"]
     progress = next(a for a in artifacts if a.type == "progress")
