@@ -94,7 +94,13 @@ def check_reach(
 
 
 def owned_import_id(owner: str, import_id: str) -> str:
-    """The import id a non-admin owner's `import_id` stands for: `<owner>:<import_id>`."""
+    """The import id a non-admin owner's `import_id` stands for: `<owner>:<import_id>`.
+
+    The given id may not hold a colon, so the owner is whatever precedes the last one and two
+    owners never share an id (`a` + `b:c` would otherwise be `a:b` + `c`).
+    """
+    if ":" in import_id:
+        raise bad_request("import_id: may not contain ':'", {"import_id": "no ':' allowed"})
     owned = f"{owner}:{import_id}"
     if len(owned) > IMPORT_ID_LENGTH:
         room = IMPORT_ID_LENGTH - len(owner) - 1

@@ -128,3 +128,6 @@ def test_an_owners_import_id_is_its_own_and_bounded() -> None:
 
     assert error.value.status == 400
     assert error.value.fields == {"import_id": "at most 59 characters"}
+    with pytest.raises(ServiceError) as colon:
+        owned_import_id("a", "b:c")  # would be owner "a:b"'s id "c"
+    assert colon.value.fields == {"import_id": "no ':' allowed"}
