@@ -71,6 +71,7 @@ def _superseded(
 ) -> sa.Executable:
     """Settle the pending letters of records this push just delivered."""
     c = dead_letters.c
+    by = f"push run {flow_run_id}" if flow_run_id else "a later push"
     return (
         sa.update(dead_letters)
         .where(
@@ -79,7 +80,7 @@ def _superseded(
             c.url.in_({d.url for d in delivered}),
             c.record_key.in_([d.record_key for d in delivered]),
         )
-        .values(replayed_at=now, error=f"superseded: delivered again by push run {flow_run_id}")
+        .values(replayed_at=now, error=f"superseded: delivered again by {by}")
     )
 
 
