@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 
+from tasks.db.bookkeeping import IMPORT_ID_LENGTH
 from tasks.db.engine import backend_of, get_engine
 
 metadata = sa.MetaData()
@@ -38,7 +39,7 @@ jobs = sa.Table(
     sa.Column("idempotency_key", sa.String(300)),
     # The database the job works on (null: the configured one), for progress and results.
     sa.Column("database", sa.Text),
-    sa.Column("import_id", sa.String(64)),
+    sa.Column("import_id", sa.String(IMPORT_ID_LENGTH)),
     sa.Column("created_at", _Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
     sa.Index("batchflows_jobs_owner_created", "owner", "created_at"),
 )
