@@ -106,11 +106,8 @@ def _insert_letters(
             "last_attempt_at": now,
             **_failure(o),
         }
-    statement = (
-        postgresql.insert(dead_letters).values(list(rows.values()))
-        if backend_of(engine) == "postgresql"
-        else sqlite.insert(dead_letters).values(list(rows.values()))
-    )
+    insert = postgresql.insert if backend_of(engine) == "postgresql" else sqlite.insert
+    statement = insert(dead_letters).values(list(rows.values()))
     return statement.on_conflict_do_update(
         index_elements=[dead_letters.c.idempotency_key],
         index_where=dead_letters.c.replayed_at.is_(None),
