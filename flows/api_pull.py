@@ -99,7 +99,9 @@ def api_pull(
         params: Fixed query parameters sent with every request.
         incremental: Fetch only what changed: `field` of the records (e.g. updated_at) and
             the query `param` asking for records at or after a value (e.g. updated_at_gte).
-            The mark is stored in batchflows_sync_state with the pages it covers.
+            The mark is stored in batchflows_sync_state with the pages it covers. With page
+            or offset pagination each next page is asked for from the last value read
+            (seek, on by default), so records changing during the pull are not skipped.
         database: SQLAlchemy URL or SqlAlchemyConnector block name; default
             $BATCHFLOWS_DATABASE_URL, then sqlite:///data/batchflows.db.
         timeout_seconds: Time limit of the whole run (default 2 hours): past it the run

@@ -37,7 +37,8 @@ Record = dict[str, Any]
 
 
 class PageRequest(BaseModel):
-    """One page to fetch: its place in the sequence, URL and query parameters."""
+    """One page to fetch: its place in the sequence, URL and query parameters; `skip` first
+    records of the answer are dropped, as an earlier page holds them (tasks/api/seek.py)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -45,6 +46,7 @@ class PageRequest(BaseModel):
     url: str
     params: dict[str, Scalar]
     position: str
+    skip: int = 0
 
     @property
     def number(self) -> int:
@@ -96,9 +98,8 @@ class _Strategy(BaseModel):
     def read(self, request: PageRequest, response: httpx.Response) -> Page:
         """The records and paging facts of `response`."""
         body = json_body(response)
-        return self._page(
-            request, response, body, _records(self.records_path, request, body, response)
-        )
+        records = _records(self.records_path, request, body, response)[request.skip :]
+        return self._page(request, response, body, records)
 
     def _page(
         self, request: PageRequest, response: httpx.Response, body: Any, records: list[Record]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from tasks.api.pagination import Page, PageRequest
 from tasks.api.progress import ApiProgress
 from tasks.api.pull_plan import PullPlan
+from tasks.api.seek import value_seek
 from tasks.api.upsert import SyncUpdate, UpsertCounts, upsert_page
 from tasks.api.watermark import Watermark
 from tasks.common.retry import transient_attempts, transient_retries
@@ -40,6 +41,14 @@ from tasks.http.client import origin_of, same_origin
 from tasks.http.redact import redact_url
 
 WRITE_ATTEMPTS = 4
+
+
+class Follows(Protocol):
+    """What tells the request after a page: a pagination strategy, or paging by value."""
+
+    def next(self, page: Page, page_size: int) -> PageRequest | None:
+        """The request after `page`; None after the last page."""
+        ...
 
 
 class PageStream(NamedTuple):
@@ -113,14 +122,18 @@ def pull_pages(caller: HttpCaller, plan: PullPlan) -> PullTotals:
 
 
 def pages_in_order(caller: HttpCaller, plan: PullPlan, first: Page) -> PageStream:
-    """Every page after `first`, in order: fetched concurrently if their number is known.
+    """Every page after `first`, in order: fetched concurrently if their number is known,
+    else one after another (always so for incremental pulls paged by value).
 
     The known requests are made lazily, and never more than `max_pages`: an API announcing
     a hundred billion records stops the run before a second request is even built.
     """
+    seek = value_seek(plan.pagination, plan.incremental)
+    if seek is not None:
+        return PageStream(None, _one_after_another(caller, plan, first, seek))
     planned = plan.pagination.planned(first, plan.page_size)
     if planned is None:
-        return PageStream(None, _one_after_another(caller, plan, first))
+        return PageStream(None, _one_after_another(caller, plan, first, plan.pagination))
     count, requests = planned
     if count > plan.max_pages:
         raise _too_many(plan, f"the API announces {count:,} pages")
@@ -132,12 +145,12 @@ def pages_in_order(caller: HttpCaller, plan: PullPlan, first: Page) -> PageStrea
 
 
 def _one_after_another(
-    caller: HttpCaller, plan: PullPlan, page: Page
+    caller: HttpCaller, plan: PullPlan, page: Page, paging: Follows
 ) -> Iterator[tuple[Page, bool]]:
     """Pages following each other; stops an API that loops or leaves home."""
     asked = {page.request.full_url}
     while True:
-        request = plan.pagination.next(page, plan.page_size)
+        request = paging.next(page, plan.page_size)
         yield page, request is None
         if request is None:
             return

@@ -7,7 +7,9 @@ fetched again rather than missed (the upsert absorbs the duplicates).
 The mark advances page by page, in page order, and is stored in the same transaction as the
 page it covers. That is only safe while the pages really come in ascending order: then every
 record below the mark is already stored, and a crash loses nothing. If the API ignores the
-sort, the mark is held back and stored only with the last page of the run.
+sort, the mark is held back and stored only with the last page of the run. (With `page` or
+`offset` pagination the pages are asked for by value, tasks/api/seek.py, which checks the
+order instead.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tasks.api.pagination import Record, Scalar
 from tasks.errors import InputError
@@ -29,6 +31,14 @@ class Incremental(BaseModel):
     param: str
     sort_param: str | None = "_sort"
     order_param: str | None = "_order"
+    seek: bool = Field(
+        default=True,
+        description=(
+            "With page or offset pagination, ask for each next page from the last value read "
+            "(param=value) instead of by position, so records that change during the pull are "
+            "not skipped; needs the API to sort by field. False pages by position."
+        ),
+    )
 
     def query(self, mark: Scalar | None) -> dict[str, Scalar]:
         """Query parameters: ascending sort on `field`, and the filter from `mark` if any."""
@@ -42,7 +52,18 @@ class Incremental(BaseModel):
         return query
 
 
-def _order_key(value: Any) -> tuple[int, float | str]:
+def record_value(record: Record, field: str, position: int, where: str) -> Scalar:
+    """The scalar value of `field` in the record at `position` (0-based) of `where`."""
+    value = record.get(field)
+    if value is None or isinstance(value, dict | list):
+        raise InputError(
+            f"parameter 'incremental.field': record {position + 1} of {where} has no "
+            f"scalar field {field!r} (its fields: {', '.join(sorted(record))})"
+        )
+    return value  # type: ignore[no-any-return]
+
+
+def order_key(value: Any) -> tuple[int, float | str]:
     """Numbers compare as numbers, anything else as text (ISO timestamps sort as text)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return (0, float(value))
@@ -61,17 +82,12 @@ class Watermark:
     def observe(self, records: Sequence[Record], where: str) -> None:
         """Take in the next page's records; a record without the field is an error."""
         for position, record in enumerate(records):
-            value = record.get(self.field)
-            if value is None or isinstance(value, dict | list):
-                raise InputError(
-                    f"parameter 'incremental.field': record {position + 1} of {where} has no "
-                    f"scalar field {self.field!r} (its fields: {', '.join(sorted(record))})"
-                )
-            key = _order_key(value)
-            if self._previous is not None and key < _order_key(self._previous):
+            value = record_value(record, self.field, position, where)
+            key = order_key(value)
+            if self._previous is not None and key < order_key(self._previous):
                 self.ordered = False
             self._previous = value
-            if self.value is None or key > _order_key(self.value):
+            if self.value is None or key > order_key(self.value):
                 self.value = value
 
     def to_store(self, is_last: bool) -> str | None:

@@ -15,7 +15,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from flows.api_pull import api_pull
 from samples.api_server import FakeApi, Reply, Seen, create_items_table, items, serve_elsewhere
-from tasks.api.pagination import CursorPagination, StartingAfterPagination
+from tasks.api.pagination import (
+    CursorPagination,
+    OffsetPagination,
+    PagePagination,
+    StartingAfterPagination,
+)
 from tasks.api.watermark import Incremental
 from tasks.errors import ApiError, InputError, RateLimited
 from tests.flows.api.helpers import UNREACHABLE, flow_arguments, rows
@@ -121,7 +126,8 @@ def test_incremental_second_run_asks_only_for_records_at_or_after_the_mark(
     second = pull(api, database_url, incremental=UPDATED)
 
     queries = [seen.query for seen in api.seen]
-    assert all(query["updated_at_gte"] == mark for query in queries)
+    assert queries[0]["updated_at_gte"] == mark
+    assert all(query["updated_at_gte"] >= mark for query in queries)
     assert all(query["_sort"] == "updated_at" for query in queries)
     assert (second.records, second.inserted, second.unchanged) == (31, 30, 1)
     assert stored_ids(database_url) == list(range(1, 331))
@@ -133,28 +139,68 @@ def test_crash_between_pages_resumes_at_the_stored_mark_without_loss(
     api: FakeApi, database_url: str
 ) -> None:
     create_items_table(database_url)
-    broken = {"page": "4"}
+    broken = {"request": 4}
 
     def break_page_four(seen: Seen) -> Reply | None:
-        if seen.query.get("_page") == broken["page"]:
+        if len(api.seen) == broken["request"]:
             return Reply(400, '{"error": "boom"}')
         return None
 
     api.hooks.append(break_page_four)
     with pytest.raises(ApiError, match="400"):
         pull(api, database_url, incremental=UPDATED)
-    # Pages 1-3 committed with the mark of their last record; nothing after it.
-    assert stored_ids(database_url) == list(range(1, 61))
+    # Pages 1-3 committed with the mark of their last record; nothing after it. (Pages 2
+    # and 3 start at the value that ended the page before, and drop that one record again.)
+    assert stored_ids(database_url) == list(range(1, 59))
     mark = rows(database_url, "SELECT last_value FROM batchflows_sync_state")[0][0]
-    assert json.loads(mark) == api.collections["items"][59]["updated_at"]
+    assert json.loads(mark) == api.collections["items"][57]["updated_at"]
 
-    broken["page"] = "never"
+    broken["request"] = 0
     api.seen.clear()
     result = pull(api, database_url, incremental=UPDATED)
 
     assert api.seen[0].query["updated_at_gte"] == json.loads(mark)
     assert stored_ids(database_url) == list(range(1, 301))
-    assert result.inserted == 240
+    assert result.inserted == 242
+
+
+@pytest.mark.parametrize("pagination", [PagePagination(), OffsetPagination()], ids=str)
+def test_records_that_change_during_an_incremental_pull_are_not_skipped(
+    api: FakeApi, database_url: str, pagination: PagePagination | OffsetPagination
+) -> None:
+    """Record 5 is updated while page 2 is asked for: it moves to the end, and record 21
+    moves up to where page 1 was. Paged by position, record 21 would be read by neither page
+    and left below the mark for good; paged by value, every record is stored once."""
+    create_items_table(database_url)
+    moved = "2024-01-02T00:00:00"
+
+    def update_record_five(seen: Seen) -> None:
+        if len(api.seen) == 2:
+            api.collections["items"][4] |= {"name": "changed", "updated_at": moved}
+
+    api.hooks.append(update_record_five)
+
+    result = pull(api, database_url, incremental=UPDATED, pagination=pagination)
+
+    assert stored_ids(database_url) == list(range(1, 301))
+    assert (result.records, result.inserted, result.updated) == (301, 300, 1)
+    assert rows(database_url, "SELECT name, updated_at FROM items WHERE id = 5") == [
+        ("changed", moved)
+    ]
+    assert result.cursor == moved
+    assert all(seen.query["_sort"] == "updated_at" for seen in api.seen)
+
+
+def test_an_api_that_ignores_the_sort_stops_an_incremental_pull_paged_by_value(
+    api: FakeApi, database_url: str
+) -> None:
+    create_items_table(database_url)
+    api.collections["items"].reverse()
+
+    with pytest.raises(ApiError, match=r"page 1 .*not in ascending order of 'updated_at'"):
+        pull(api, database_url, incremental=UPDATED.model_copy(update={"sort_param": "_x"}))
+
+    assert stored_ids(database_url) == []
 
 
 def test_pull_retries_503_and_429_and_counts_them(database_url: str) -> None:
