@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterExpectedStartTime,
+    FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateType,
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import StateType
+
+from service.pagination import Keyset
 
 _TYPES: dict[str, list[StateType]] = {
     "queued": [StateType.SCHEDULED],
@@ -41,3 +45,16 @@ def status_filter(status: str, now: datetime, tags: list[str] | None = None) -> 
 
 def tags_filter(tags: list[str]) -> FlowRunFilter:
     return FlowRunFilter(tags=FlowRunFilterTags(all_=tags))
+
+
+def listed_after(runs: FlowRunFilter, keyset: Keyset) -> FlowRunFilter:
+    """`runs` narrowed to those a list newest first shows after `keyset`: expected to start at
+    or before its time, less the ones of that time already listed."""
+    expected = runs.expected_start_time or FlowRunFilterExpectedStartTime()
+    before = keyset.before if expected.before_ is None else min(expected.before_, keyset.before)
+    return runs.model_copy(
+        update={
+            "expected_start_time": expected.model_copy(update={"before_": before}),
+            "id": FlowRunFilterId(not_any_=[UUID(seen) for seen in keyset.seen]),
+        }
+    )

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
-from prefect.client.schemas.objects import State, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.client.schemas.sorting import FlowRunSort
 from starlette.concurrency import run_in_threadpool
@@ -18,9 +18,16 @@ from service import describe, jobs, results, signing, uploads
 from service.bodies import read_json
 from service.context import Ctx, Key, Services, rate_limit
 from service.errors import ServiceError, forbidden
-from service.filters import status_filter, tags_filter
+from service.filters import listed_after, status_filter, tags_filter
 from service.keys import ApiKey
-from service.pagination import check_limit, decode_cursor, encode_cursor, page
+from service.pagination import (
+    Keyset,
+    check_limit,
+    decode_cursor,
+    decode_keyset,
+    encode_cursor,
+    page,
+)
 from service.status import status_of
 from tasks.db.engine import get_engine
 
@@ -69,15 +76,15 @@ async def list_jobs(
     ctx: Ctx,
 ) -> dict[str, Any]:
     check_limit(limit)
-    offset = decode_cursor(cursor) or 0
+    after = decode_keyset(cursor)
     tags = [jobs.SERVICE_TAG] if key.admin else [jobs.SERVICE_TAG, jobs.owner_tag(key.owner)]
     now = datetime.now(UTC)
+    wanted = status_filter(status, now, tags) if status else tags_filter(tags)
     runs = await ctx.client.read_flow_runs(
         flow_filter=FlowFilter(name=FlowFilterName(any_=[type])) if type else None,
-        flow_run_filter=status_filter(status, now, tags) if status else tags_filter(tags),
+        flow_run_filter=listed_after(wanted, after) if after else wanted,
         sort=FlowRunSort.EXPECTED_START_TIME_DESC,
         limit=limit + 1,
-        offset=offset,
     )
     names = {t.deployment_id: name for name, t in (await ctx.catalog.types()).items()}
     items = [
@@ -89,7 +96,21 @@ async def list_jobs(
         }
         for run in runs
     ]
-    return page(items, limit, offset + limit)
+    return page(items, limit, _keyset_after(runs[:limit], after))
+
+
+def _keyset_after(runs: list[FlowRun], previous: Keyset | None) -> Keyset | None:
+    """Where the list goes on after `runs`: the last one's expected start, with every run of
+    that time listed so far (runs created together can share it)."""
+    if not runs:
+        return None
+    last = runs[-1].expected_start_time
+    if last is None:  # a run created without a schedule; a job's run always has one
+        return None
+    seen = [str(run.id) for run in runs if run.expected_start_time == last]
+    if previous is not None and previous.before == last:
+        seen = previous.seen + seen
+    return Keyset(last, seen)
 
 
 @router.get("/jobs/{job_id}", summary="A job's status and progress")

@@ -312,6 +312,27 @@ def test_the_same_idempotency_key_returns_the_first_job_per_owner(service: Servi
     assert [j["jobId"] for j in mine] == [first["jobId"]]
 
 
+def test_the_job_list_pages_newest_first_without_repeats_while_jobs_arrive(
+    service: Service,
+) -> None:
+    client = service.client(service.key("olga"))
+    job = {"type": "export-table", "parameters": {"table": "missing_listed"}}
+
+    def submit() -> str:
+        return str(client.post("/api/batch/jobs", json=job).json()["jobId"])
+
+    submitted = [submit() for _ in range(3)]
+    first = client.get("/api/batch/jobs", params={"limit": 2}).json()
+    late = submit()
+    second = client.get("/api/batch/jobs", params={"limit": 2, "cursor": first["nextCursor"]})
+
+    assert [j["jobId"] for j in first["items"]] == [submitted[2], submitted[1]]
+    assert [j["jobId"] for j in second.json()["items"]] == [submitted[0]]
+    assert second.json()["nextCursor"] is None
+    everything = [j["jobId"] for j in _all_pages(client, "/api/batch/jobs", 1)]
+    assert everything == [late, *reversed(submitted)]
+
+
 def test_another_owners_job_is_404_everywhere(service: Service) -> None:
     owner, other = service.client(service.key("gina")), service.client(service.key("hank"))
     job = owner.post(
