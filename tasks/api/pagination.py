@@ -37,8 +37,9 @@ Record = dict[str, Any]
 
 
 class PageRequest(BaseModel):
-    """One page to fetch: its place in the sequence, URL and query parameters; `skip` first
-    records of the answer are dropped, as an earlier page holds them (tasks/api/seek.py)."""
+    """One page to fetch: its place in the sequence, URL and query parameters. The first
+    `skip` records of the answer, and those with a key in `known`, are dropped: an earlier
+    page holds them (tasks/api/seek.py)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -47,6 +48,7 @@ class PageRequest(BaseModel):
     params: dict[str, Scalar]
     position: str
     skip: int = 0
+    known: list[list[Any]] = Field(default_factory=list)
 
     @property
     def number(self) -> int:
@@ -68,6 +70,7 @@ class Page(BaseModel):
 
     request: PageRequest
     records: list[Record]
+    received: int = 0
     total: int | None = None
     last_page: int | None = None
     next_url: str | None = None
@@ -98,8 +101,10 @@ class _Strategy(BaseModel):
     def read(self, request: PageRequest, response: httpx.Response) -> Page:
         """The records and paging facts of `response`."""
         body = json_body(response)
-        records = _records(self.records_path, request, body, response)[request.skip :]
-        return self._page(request, response, body, records)
+        found = _records(self.records_path, request, body, response)
+        page = self._page(request, response, body, found[request.skip :])
+        page.received = len(found)
+        return page
 
     def _page(
         self, request: PageRequest, response: httpx.Response, body: Any, records: list[Record]

@@ -25,6 +25,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from tasks.api.idempotency import canonical_json
 from tasks.api.pagination import Page, PageRequest
 from tasks.api.progress import ApiProgress
 from tasks.api.pull_plan import PullPlan
@@ -81,7 +82,7 @@ class PullTotals(BaseModel):
 
 
 def fetch_one(caller: HttpCaller, plan: PullPlan, request: PageRequest) -> Page:
-    """One page, its records checked to carry the key."""
+    """One page, its records checked to carry the key, less those the pull already holds."""
     response = caller.try_request("GET", request.full_url).unwrap()
     page = plan.pagination.read(request, response)
     key = plan.target.key
@@ -92,6 +93,11 @@ def fetch_one(caller: HttpCaller, plan: PullPlan, request: PageRequest) -> Page:
                 f"parameter 'key': record {position + 1} of {request.describe()} has no "
                 f"{', '.join(map(repr, missing))} (its fields: {', '.join(sorted(record))})"
             )
+    if request.known:
+        held = {canonical_json(known) for known in request.known}
+        page.records = [
+            r for r in page.records if canonical_json([r.get(n) for n in key]) not in held
+        ]
     return page
 
 
@@ -128,7 +134,7 @@ def pages_in_order(caller: HttpCaller, plan: PullPlan, first: Page) -> PageStrea
     The known requests are made lazily, and never more than `max_pages`: an API announcing
     a hundred billion records stops the run before a second request is even built.
     """
-    seek = value_seek(plan.pagination, plan.incremental)
+    seek = value_seek(plan.pagination, plan.incremental, plan.target.key)
     if seek is not None:
         return PageStream(None, _one_after_another(caller, plan, first, seek))
     planned = plan.pagination.planned(first, plan.page_size)

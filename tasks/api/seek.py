@@ -5,20 +5,31 @@ changes while it is read: a record updated after its page was read moves to the 
 order, every record behind it shifts one place forward, and the one that crosses the page
 boundary is never read; the mark then rises past it. So with `page` or `offset` pagination
 an incremental pull asks for each next page from the last value it read (`updated_at_gte=v`)
-rather than from a position, and skips only the records of value `v` it already holds (the
-ties: by offset, or by dropping the first records of a numbered page). A record that moves
-goes behind `v` and is read later in this run or the next; nothing below the mark is unread.
+rather than from a position. The records of value `v` it already holds are recognised by
+their key and dropped from the answer, so one of them that changes or goes away meanwhile
+shifts nothing; only when more records share one value than a page holds are the ones read
+counted and skipped by position instead. A record that moves goes behind `v` and is read
+later in this run or the next; nothing below the mark is unread.
 
-This needs the API to sort by `field` ascending, which every page is checked for; ties must
-keep their order from one request to the next (sort by the field and the key where the API
-allows it).
+This needs the API to sort by `field` ascending, which every page is checked for; in the
+positional case, records of one value must also keep their order from one request to the next
+(sort by the field and the key where the API allows it).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
-from tasks.api.pagination import OffsetPagination, Page, PagePagination, PageRequest, Scalar
+from tasks.api.pagination import (
+    OffsetPagination,
+    Page,
+    PagePagination,
+    PageRequest,
+    Record,
+    Scalar,
+)
 from tasks.api.watermark import Incremental, order_key, record_value
 from tasks.errors import ApiError
 
@@ -32,6 +43,7 @@ class ValueSeek(BaseModel):
 
     pagination: PagePagination | OffsetPagination
     incremental: Incremental
+    key: list[str]
 
     def next(self, page: Page, page_size: int) -> PageRequest | None:
         """The request for the records after `page`'s last one; None after the last page."""
@@ -39,21 +51,37 @@ class ValueSeek(BaseModel):
         if not page.records:
             return None
         values = self._ascending(page)
-        offset = self._offset(request) + request.skip
+        start = self._offset(request)
         size = int(request.params.get(self.pagination.size_param, page_size))
-        received = request.skip + len(page.records)
         if page.total is not None:
-            if offset + len(page.records) >= page.total:
+            if start + page.received >= page.total:
                 return None
-            size = min(size, received)
-        elif (page.has_link_header and page.next_url is None) or received < size:
+            size = min(size, page.received)
+        elif page.has_link_header:
+            if page.next_url is None:
+                return None
+            size = min(size, page.received)
+        elif page.received < size:
             return None
-        last = values[-1]
-        ties = _trailing_ties(values)
+        last = order_key(values[-1])
         asked = request.params.get(self.incremental.param)
-        if asked is not None and ties == len(values) and order_key(asked) == order_key(last):
-            ties += offset
-        return self._from(request, last, ties, size)
+        known: list[list[Any]] | None
+        if asked is not None and order_key(asked) == last:
+            if request.known or start + request.skip == 0:
+                known = request.known + self._keys(page.records)
+                count = len(known)
+            else:
+                known, count = None, start + request.skip + len(page.records)
+        else:
+            ties = [r for r, v in zip(page.records, values, strict=True) if order_key(v) == last]
+            known = self._keys(ties)
+            count = len(known)
+        if known is not None and count < size:
+            return self._again(request, values[-1], known, size)
+        return self._from(request, values[-1], count, size)
+
+    def _keys(self, records: list[Record]) -> list[list[Any]]:
+        return [[record.get(name) for name in self.key] for record in records]
 
     def _ascending(self, page: Page) -> list[Scalar]:
         """The page's values of `field`, checked to ascend from the value asked for."""
@@ -81,8 +109,24 @@ class ValueSeek(BaseModel):
         size = int(request.params[pagination.size_param])
         return (int(request.params[pagination.page_param]) - pagination.first_page) * size
 
+    def _again(
+        self, request: PageRequest, value: Scalar, known: list[list[Any]], size: int
+    ) -> PageRequest:
+        """The first page of the records at or after `value`, less the `known` ones of it."""
+        pagination = self.pagination
+        params = {**request.params, self.incremental.param: value, pagination.size_param: size}
+        if isinstance(pagination, OffsetPagination):
+            params[pagination.offset_param] = 0
+        else:
+            params[pagination.page_param] = pagination.first_page
+        position = f"{self.incremental.param}={_shown(value)} less {len(known)} read"
+        return PageRequest(
+            index=request.index + 1, url=request.url, params=params, position=position, known=known
+        )
+
     def _from(self, request: PageRequest, value: Scalar, ties: int, size: int) -> PageRequest:
-        """The request for the records at or after `value`, past the first `ties` of them."""
+        """The records at or after `value` past the first `ties` of them: for more records of
+        one value than a page holds, which are then counted, not recognised."""
         pagination = self.pagination
         params = {**request.params, self.incremental.param: value, pagination.size_param: size}
         if isinstance(pagination, OffsetPagination):
@@ -100,24 +144,15 @@ class ValueSeek(BaseModel):
         )
 
 
-def value_seek(pagination: object, incremental: Incremental | None) -> ValueSeek | None:
+def value_seek(
+    pagination: object, incremental: Incremental | None, key: list[str]
+) -> ValueSeek | None:
     """The by-value paging of an incremental `page` or `offset` pull, unless turned off."""
     if incremental is None or not incremental.seek:
         return None
     if not isinstance(pagination, PagePagination | OffsetPagination):
         return None
-    return ValueSeek(pagination=pagination, incremental=incremental)
-
-
-def _trailing_ties(values: list[Scalar]) -> int:
-    """How many values at the end equal the last one."""
-    last = order_key(values[-1])
-    count = 0
-    for value in reversed(values):
-        if order_key(value) != last:
-            break
-        count += 1
-    return count
+    return ValueSeek(pagination=pagination, incremental=incremental, key=key)
 
 
 def _shown(value: object) -> str:

@@ -15,13 +15,17 @@ order instead.)
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tasks.api.pagination import Record, Scalar
-from tasks.errors import InputError
+from tasks.errors import ApiError, InputError
+
+MAX_VALUE_CHARS = 2048
 
 
 class Incremental(BaseModel):
@@ -53,21 +57,35 @@ class Incremental(BaseModel):
 
 
 def record_value(record: Record, field: str, position: int, where: str) -> Scalar:
-    """The scalar value of `field` in the record at `position` (0-based) of `where`."""
+    """The scalar value of `field` in the record at `position` (0-based) of `where`: a
+    finite number, or text of at most MAX_VALUE_CHARS characters (it goes into the next URL)."""
     value = record.get(field)
     if value is None or isinstance(value, dict | list):
         raise InputError(
             f"parameter 'incremental.field': record {position + 1} of {where} has no "
             f"scalar field {field!r} (its fields: {', '.join(sorted(record))})"
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ApiError(f"{where}: record {position + 1} has {field!r} = {value}, not a number")
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        raise ApiError(
+            f"{where}: record {position + 1} has a {field!r} of {len(value):,} characters, "
+            f"more than {MAX_VALUE_CHARS:,}: not a value to page by"
+        )
     return value  # type: ignore[no-any-return]
 
 
-def order_key(value: Any) -> tuple[int, float | str]:
-    """Numbers compare as numbers, anything else as text (ISO timestamps sort as text)."""
+def order_key(value: Any) -> tuple[int, int | float | datetime | str]:
+    """Numbers compare as numbers (exactly, however large), ISO 8601 timestamps as instants
+    (`...:05Z` before `...:05.25Z`; one without a zone taken as UTC), any other text as text."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, float(value))
-    return (1, str(value))
+        return (0, value)
+    text = str(value)
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        return (2, text)
+    return (1, instant if instant.tzinfo else instant.replace(tzinfo=UTC))
 
 
 class Watermark:

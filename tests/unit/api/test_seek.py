@@ -18,66 +18,79 @@ from tasks.api.seek import ValueSeek, value_seek
 from tasks.api.watermark import Incremental
 from tasks.errors import ApiError
 
+RequestParams = dict[str, Any]
+
 URL = "http://api.test/items"
 SINCE = Incremental(field="v", param="v_gte")
-BY_OFFSET = ValueSeek(pagination=OffsetPagination(), incremental=SINCE)
-BY_PAGE = ValueSeek(pagination=PagePagination(), incremental=SINCE)
+BY_OFFSET = ValueSeek(pagination=OffsetPagination(), incremental=SINCE, key=["id"])
+BY_PAGE = ValueSeek(pagination=PagePagination(), incremental=SINCE, key=["id"])
 
 
 def answer(
-    seek: ValueSeek, request: PageRequest, values: list[Any], total: int | None = None
+    seek: ValueSeek,
+    request: PageRequest,
+    values: list[Any],
+    total: int | None = None,
+    link: str | None = None,
 ) -> Page:
     """`seek`'s strategy reading an answer of records with ids from 1 and `values`."""
     body = [{"id": i, "v": value} for i, value in enumerate(values, start=1)]
     headers = {} if total is None else {"X-Total-Count": str(total)}
+    if link is not None:
+        headers["Link"] = link
     sent = httpx.Request("GET", request.url, params=request.params)
     response = httpx.Response(200, json=body, headers=headers, request=sent)
     return seek.pagination.read(request, response)
 
 
-def test_the_next_page_starts_at_the_last_value_past_the_records_of_it_already_read() -> None:
+def asked(params: RequestParams, **fields: Any) -> PageRequest:
+    return PageRequest(index=1, url=URL, params=params, position="", **fields)
+
+
+def test_the_next_page_starts_at_the_last_value_less_the_records_of_it_already_read() -> None:
     first = OffsetPagination().first(URL, SINCE.query(None), 4)
 
     following = BY_OFFSET.next(answer(BY_OFFSET, first, [1, 2, 3, 3]), 4)
 
     assert following is not None
-    assert following.params == {"_sort": "v", "_order": "asc", "v_gte": 3, "_limit": 4, "_start": 2}
-    assert following.position == "v_gte=3 _start=2"
+    assert following.params == {"_sort": "v", "_order": "asc", "v_gte": 3, "_limit": 4, "_start": 0}
+    assert following.known == [[3], [4]]
+    assert following.position == "v_gte=3 less 2 read"
     assert following.index == 1
 
 
-def test_a_page_of_ties_with_the_value_asked_for_moves_past_all_of_them() -> None:
-    request = PageRequest(
-        index=3, url=URL, params={"v_gte": 3, "_start": 2, "_limit": 4}, position=""
-    )
-
-    following = BY_OFFSET.next(answer(BY_OFFSET, request, [3, 3, 3, 3]), 4)
-
-    assert following is not None
-    assert (following.params["v_gte"], following.params["_start"]) == (3, 6)
-
-
-def test_numbered_pages_skip_the_records_an_earlier_page_holds() -> None:
+def test_numbered_pages_start_again_at_the_first_less_the_records_already_read() -> None:
     first = PagePagination().first(URL, {}, 4)
 
     following = BY_PAGE.next(answer(BY_PAGE, first, [1, 3, 3, 3]), 4)
 
     assert following is not None
-    assert (following.params["v_gte"], following.params["_page"], following.skip) == (3, 1, 3)
-    assert following.position == "v_gte=3 _page=1 from record 4"
-    again = answer(BY_PAGE, following, [3, 3, 3, 5])
-    assert again.records == [{"id": 4, "v": 5}]
+    assert (following.params["v_gte"], following.params["_page"]) == (3, 1)
+    assert (following.known, following.skip) == ([[2], [3], [4]], 0)
 
 
-def test_ties_longer_than_a_page_go_on_to_the_next_number() -> None:
-    request = PageRequest(
-        index=1, url=URL, params={"v_gte": 3, "_page": 1, "_limit": 4}, position="", skip=3
-    )
+def test_more_records_of_one_value_than_a_page_holds_are_counted_and_skipped() -> None:
+    request = asked({"v_gte": 3, "_start": 0, "_limit": 4}, known=[[9]])
 
-    following = BY_PAGE.next(answer(BY_PAGE, request, [3, 3, 3, 3, 3]), 4)
+    following = BY_OFFSET.next(answer(BY_OFFSET, request, [3, 3, 3, 3]), 4)
 
     assert following is not None
-    assert (following.params["_page"], following.skip) == (2, 1)
+    assert (following.params["_start"], following.known) == (5, [])
+    again = BY_OFFSET.next(answer(BY_OFFSET, following, [3, 3, 3, 3]), 4)
+    assert again is not None
+    assert again.params["_start"] == 9
+
+
+def test_counted_numbered_pages_go_on_by_number_and_skip() -> None:
+    request = asked({"v_gte": 3, "_page": 2, "_limit": 4}, skip=1)
+
+    following = BY_PAGE.next(answer(BY_PAGE, request, [3, 3, 3, 3]), 4)
+
+    assert following is not None
+    assert (following.params["_page"], following.skip) == (3, 0)
+    assert answer(BY_PAGE, asked({"_page": 1, "_limit": 4}, skip=3), [3, 3, 3, 5]).records == [
+        {"id": 4, "v": 5}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -91,20 +104,48 @@ def test_a_short_page_an_exhausted_total_or_an_empty_page_is_the_last(
     assert BY_OFFSET.next(answer(BY_OFFSET, first, values, total), 4) is None
 
 
+def test_a_link_header_decides_over_a_short_page() -> None:
+    first = OffsetPagination().first(URL, {}, 10)
+
+    more = BY_OFFSET.next(answer(BY_OFFSET, first, [1, 2, 3], link='<x?p=2>; rel="next"'), 10)
+    done = BY_OFFSET.next(
+        answer(BY_OFFSET, first, list(range(10)), link='<x?p=1>; rel="first"'), 10
+    )
+
+    assert more is not None
+    assert more.params["_limit"] == 3
+    assert done is None
+
+
 def test_a_server_that_caps_the_page_size_is_asked_with_its_own_size() -> None:
     first = OffsetPagination().first(URL, {}, 10)
 
     following = BY_OFFSET.next(answer(BY_OFFSET, first, [1, 2, 3], total=9), 10)
 
     assert following is not None
-    assert (following.params["_limit"], following.params["_start"]) == (3, 1)
+    assert (following.params["_limit"], following.known) == (3, [[3]])
+
+
+def test_large_integers_and_timestamps_with_fractions_compare_exactly() -> None:
+    first = OffsetPagination().first(URL, {}, 2)
+    big = 2**60
+
+    after_big = BY_OFFSET.next(answer(BY_OFFSET, first, [big, big + 1]), 2)
+    after_times = BY_OFFSET.next(
+        answer(BY_OFFSET, first, ["2024-01-01T00:00:05Z", "2024-01-01T00:00:05.250000Z"]), 2
+    )
+
+    assert after_big is not None
+    assert after_big.known == [[2]]
+    assert after_times is not None
+    assert after_times.known == [[2]]
 
 
 @pytest.mark.parametrize(
     ("params", "values"), [({}, [1, 3, 2]), ({"v_gte": 5}, [4, 6])], ids=["within", "below"]
 )
 def test_records_out_of_order_stop_the_pull_naming_the_page_and_the_way_out(
-    params: dict[str, Any], values: list[int]
+    params: RequestParams, values: list[int]
 ) -> None:
     request = PageRequest(index=2, url=URL, params={**params, "_start": 0}, position="_start=0")
 
@@ -120,15 +161,26 @@ def test_a_hostile_value_is_shown_shortened_and_sent_encoded() -> None:
 
     assert following is not None
     assert len(following.position) < 100
-    assert following.position.endswith("_start=1")
+    assert following.position.endswith("less 1 read")
     sent = httpx.URL(following.full_url)
     assert sent.params.get_list("v_gte") == [hostile]
     assert sent.fragment == ""
 
 
+@pytest.mark.parametrize(
+    ("value", "message"), [(float("nan"), "not a number"), ("9" * 3000, "3,000 characters")]
+)
+def test_a_value_that_cannot_be_paged_by_stops_the_pull(value: Any, message: str) -> None:
+    first = OffsetPagination().first(URL, {}, 2)
+    page = answer(BY_OFFSET, first, [1]).model_copy(update={"records": [{"id": 1, "v": value}]})
+
+    with pytest.raises(ApiError, match=message):
+        BY_OFFSET.next(page, 2)
+
+
 def test_only_incremental_numbered_pulls_page_by_value() -> None:
-    assert value_seek(OffsetPagination(), SINCE) == BY_OFFSET
-    assert value_seek(PagePagination(), SINCE) == BY_PAGE
-    assert value_seek(CursorPagination(), SINCE) is None
-    assert value_seek(PagePagination(), None) is None
-    assert value_seek(PagePagination(), SINCE.model_copy(update={"seek": False})) is None
+    assert value_seek(OffsetPagination(), SINCE, ["id"]) == BY_OFFSET
+    assert value_seek(PagePagination(), SINCE, ["id"]) == BY_PAGE
+    assert value_seek(CursorPagination(), SINCE, ["id"]) is None
+    assert value_seek(PagePagination(), None, ["id"]) is None
+    assert value_seek(PagePagination(), SINCE.model_copy(update={"seek": False}), ["id"]) is None
