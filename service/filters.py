@@ -52,9 +52,11 @@ def listed_after(runs: FlowRunFilter, keyset: Keyset) -> FlowRunFilter:
     or before its time, less the ones of that time already listed."""
     expected = runs.expected_start_time or FlowRunFilterExpectedStartTime()
     before = keyset.before if expected.before_ is None else min(expected.before_, keyset.before)
+    ids = runs.id or FlowRunFilterId()
+    left_out = [*(ids.not_any_ or []), *map(UUID, keyset.seen)]
     return runs.model_copy(
         update={
             "expected_start_time": expected.model_copy(update={"before_": before}),
-            "id": FlowRunFilterId(not_any_=[UUID(seen) for seen in keyset.seen]),
+            "id": ids.model_copy(update={"not_any_": left_out}),
         }
     )

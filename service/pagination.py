@@ -6,13 +6,13 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from service.errors import ServiceError, bad_request
 
 MAX_LIMIT = 500
-MAX_SEEN = 10 * MAX_LIMIT
+MAX_SEEN = 200  # ids in a keyset cursor: about 10 kB of URL
 
 
 class Keyset(NamedTuple):
@@ -54,8 +54,8 @@ def decode_keyset(cursor: str | None) -> Keyset | None:
         seen = value["seen"]
         if before.tzinfo is None or not isinstance(seen, list) or len(seen) > MAX_SEEN:
             raise ValueError(value)
-        return Keyset(before, [str(uuid.UUID(item)) for item in seen])
-    except (TypeError, ValueError, AttributeError) as error:
+        return Keyset(before.astimezone(UTC), [str(uuid.UUID(item)) for item in seen])
+    except (TypeError, ValueError, AttributeError, OverflowError) as error:
         raise _not_ours() from error
 
 
@@ -80,7 +80,7 @@ def check_limit(limit: int) -> int:
 
 def page(items: list[Any], limit: int, next_position: Any) -> dict[str, Any]:
     """`{"items", "nextCursor"}`: one item beyond `limit` was fetched to know if more exist."""
-    more = len(items) > limit
+    more = len(items) > limit and next_position is not None
     return {
         "items": items[:limit],
         "nextCursor": encode_cursor(next_position) if more else None,

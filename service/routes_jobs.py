@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from service.errors import ServiceError, forbidden
 from service.filters import listed_after, status_filter, tags_filter
 from service.keys import ApiKey
 from service.pagination import (
+    MAX_SEEN,
     Keyset,
     check_limit,
     decode_cursor,
@@ -110,6 +111,8 @@ def _keyset_after(runs: list[FlowRun], previous: Keyset | None) -> Keyset | None
     seen = [str(run.id) for run in runs if run.expected_start_time == last]
     if previous is not None and previous.before == last:
         seen = previous.seen + seen
+    if len(seen) > MAX_SEEN:  # more jobs of one instant than a cursor holds: go past them
+        return Keyset(last - timedelta(microseconds=1), [])
     return Keyset(last, seen)
 
 

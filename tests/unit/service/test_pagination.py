@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from prefect.client.schemas.filters import FlowRunFilterExpectedStartTime
+from prefect.client.schemas.filters import FlowRunFilterExpectedStartTime, FlowRunFilterId
 
 from service.errors import ServiceError
 from service.filters import listed_after, status_filter, tags_filter
@@ -73,6 +73,7 @@ def test_a_keyset_cursor_round_trips_its_time_to_the_microsecond_and_its_ids() -
         encode_cursor({"before": AT.isoformat(), "seen": "abc"}),
         encode_cursor({"before": AT.isoformat(), "seen": [], "offset": 3}),
         encode_cursor({"before": AT.isoformat(), "seen": [str(uuid.uuid4())] * (MAX_SEEN + 1)}),
+        encode_cursor({"before": "0001-01-01T00:00:00+14:00", "seen": []}),
         "!!",
     ],
     ids=lambda value: value[:40],
@@ -93,6 +94,21 @@ def test_the_next_page_of_runs_starts_at_the_keyset_less_the_runs_already_listed
     assert narrowed.id is not None
     assert narrowed.id.not_any_ == [uuid.UUID(seen)]
     assert narrowed.tags == tags_filter(["batchflows"]).tags
+
+
+def test_ids_the_filter_already_leaves_out_stay_left_out() -> None:
+    excluded, seen = uuid.uuid4(), uuid.uuid4()
+    runs = tags_filter(["batchflows"]).model_copy(
+        update={"id": FlowRunFilterId(any_=[excluded, seen], not_any_=[excluded])}
+    )
+
+    narrowed = listed_after(runs, Keyset(AT, [str(seen)]))
+
+    assert narrowed.id == FlowRunFilterId(any_=[excluded, seen], not_any_=[excluded, seen])
+
+
+def test_a_page_without_a_next_position_has_no_cursor() -> None:
+    assert page(list(range(11)), 10, None)["nextCursor"] is None
 
 
 def test_a_status_that_bounds_the_start_time_keeps_the_tighter_bound() -> None:
