@@ -26,12 +26,12 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from tasks.api.idempotency import canonical_json
-from tasks.api.pagination import Page, PageRequest
+from tasks.api.pagination import Page, PageRequest, Record
 from tasks.api.progress import ApiProgress
 from tasks.api.pull_plan import PullPlan
 from tasks.api.seek import value_seek
 from tasks.api.upsert import SyncUpdate, UpsertCounts, upsert_page
-from tasks.api.watermark import Watermark
+from tasks.api.watermark import Incremental, Watermark, order_key
 from tasks.common.retry import transient_attempts, transient_retries
 from tasks.common.run_log import run_logger
 from tasks.common.task_window import results_in_order
@@ -93,12 +93,24 @@ def fetch_one(caller: HttpCaller, plan: PullPlan, request: PageRequest) -> Page:
                 f"parameter 'key': record {position + 1} of {request.describe()} has no "
                 f"{', '.join(map(repr, missing))} (its fields: {', '.join(sorted(record))})"
             )
-    if request.known:
-        held = {canonical_json(known) for known in request.known}
-        page.records = [
-            r for r in page.records if canonical_json([r.get(n) for n in key]) not in held
-        ]
+    if request.known and plan.incremental is not None:
+        page.records = _less_known(page.records, request, plan.incremental, key)
     return page
+
+
+def _less_known(
+    records: list[Record], request: PageRequest, incremental: Incremental, key: list[str]
+) -> list[Record]:
+    """`records` less those `request` knows are held: same key, still at the value asked for
+    (one that changed since is new again)."""
+    held = {canonical_json(known) for known in request.known}
+    at = order_key(request.params[incremental.param])
+    return [
+        r
+        for r in records
+        if canonical_json([r.get(n) for n in key]) not in held
+        or order_key(r.get(incremental.field)) != at
+    ]
 
 
 fetch_page = task(

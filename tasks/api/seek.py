@@ -6,10 +6,11 @@ order, every record behind it shifts one place forward, and the one that crosses
 boundary is never read; the mark then rises past it. So with `page` or `offset` pagination
 an incremental pull asks for each next page from the last value it read (`updated_at_gte=v`)
 rather than from a position. The records of value `v` it already holds are recognised by
-their key and dropped from the answer, so one of them that changes or goes away meanwhile
-shifts nothing; only when more records share one value than a page holds are the ones read
-counted and skipped by position instead. A record that moves goes behind `v` and is read
-later in this run or the next; nothing below the mark is unread.
+their key (and value) and dropped from the answer, so one of them that changes or goes away
+meanwhile shifts nothing. A record that moves goes behind `v` and is read later in this run
+or the next; nothing below the mark is unread. Only when more records share one value than a
+page holds are they counted and skipped by position instead, which is exact only while those
+records hold still.
 
 This needs the API to sort by `field` ascending, which every page is checked for; in the
 positional case, records of one value must also keep their order from one request to the next
@@ -65,20 +66,14 @@ class ValueSeek(BaseModel):
             return None
         last = order_key(values[-1])
         asked = request.params.get(self.incremental.param)
-        known: list[list[Any]] | None
         if asked is not None and order_key(asked) == last:
-            if request.known or start + request.skip == 0:
-                known = request.known + self._keys(page.records)
-                count = len(known)
-            else:
-                known, count = None, start + request.skip + len(page.records)
-        else:
-            ties = [r for r, v in zip(page.records, values, strict=True) if order_key(v) == last]
-            known = self._keys(ties)
-            count = len(known)
-        if known is not None and count < size:
-            return self._again(request, values[-1], known, size)
-        return self._from(request, values[-1], count, size)
+            # Every record of this answer, dropped ones included, holds the value asked for:
+            # more of them than a page holds, so they are counted from here on.
+            return self._from(request, values[-1], start + page.received, size)
+        ties = [r for r, v in zip(page.records, values, strict=True) if order_key(v) == last]
+        if len(ties) < size:
+            return self._again(request, values[-1], self._keys(ties), size)
+        return self._from(request, values[-1], len(ties), size)
 
     def _keys(self, records: list[Record]) -> list[list[Any]]:
         return [[record.get(name) for name in self.key] for record in records]
@@ -95,8 +90,9 @@ class ValueSeek(BaseModel):
                     f"{where}: records are not in ascending order of {field!r} "
                     f"({_shown(previous)} before {_shown(value)}): the API ignores the sort "
                     f"parameter {self.incremental.sort_param!r} or the filter "
-                    f"{self.incremental.param!r}, so the pull cannot page by value; check "
-                    "'incremental', or set incremental.seek=false to page by position"
+                    f"{self.incremental.param!r}, or compares timestamps of varying formats as "
+                    "text, so the pull cannot page by value; check 'incremental', or set "
+                    "incremental.seek=false to page by position"
                 )
             previous = value
         return values

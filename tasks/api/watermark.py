@@ -75,17 +75,18 @@ def record_value(record: Record, field: str, position: int, where: str) -> Scala
     return value  # type: ignore[no-any-return]
 
 
-def order_key(value: Any) -> tuple[int, int | float | datetime | str]:
+def order_key(value: Any) -> tuple[int, int | float | datetime | str, str]:
     """Numbers compare as numbers (exactly, however large), ISO 8601 timestamps as instants
-    (`...:05Z` before `...:05.25Z`; one without a zone taken as UTC), any other text as text."""
+    (`...:05Z` before `...:05.25Z`; one without a zone taken as UTC) and then as text (for
+    digits past the microsecond), any other text as text."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return (0, value)
+        return (0, value, "")
     text = str(value)
     try:
         instant = datetime.fromisoformat(text)
     except ValueError:
-        return (2, text)
-    return (1, instant if instant.tzinfo else instant.replace(tzinfo=UTC))
+        return (2, text, "")
+    return (1, instant if instant.tzinfo else instant.replace(tzinfo=UTC), text)
 
 
 class Watermark:

@@ -14,6 +14,7 @@ from tasks.api.pagination import (
     PagePagination,
     PageRequest,
 )
+from tasks.api.pull_pages import _less_known
 from tasks.api.seek import ValueSeek, value_seek
 from tasks.api.watermark import Incremental
 from tasks.errors import ApiError
@@ -75,10 +76,10 @@ def test_more_records_of_one_value_than_a_page_holds_are_counted_and_skipped() -
     following = BY_OFFSET.next(answer(BY_OFFSET, request, [3, 3, 3, 3]), 4)
 
     assert following is not None
-    assert (following.params["_start"], following.known) == (5, [])
+    assert (following.params["_start"], following.known) == (4, [])
     again = BY_OFFSET.next(answer(BY_OFFSET, following, [3, 3, 3, 3]), 4)
     assert again is not None
-    assert again.params["_start"] == 9
+    assert again.params["_start"] == 8
 
 
 def test_counted_numbered_pages_go_on_by_number_and_skip() -> None:
@@ -126,19 +127,22 @@ def test_a_server_that_caps_the_page_size_is_asked_with_its_own_size() -> None:
     assert (following.params["_limit"], following.known) == (3, [[3]])
 
 
-def test_large_integers_and_timestamps_with_fractions_compare_exactly() -> None:
+@pytest.mark.parametrize(
+    "values",
+    [
+        [2**60, 2**60 + 1],
+        ["2024-01-01T00:00:05Z", "2024-01-01T00:00:05.250000Z"],
+        ["2024-01-01T00:00:05.1000001Z", "2024-01-01T00:00:05.1000002Z"],
+    ],
+    ids=["integers", "fractions", "nanoseconds"],
+)
+def test_large_integers_and_timestamps_compare_exactly(values: list[Any]) -> None:
     first = OffsetPagination().first(URL, {}, 2)
-    big = 2**60
 
-    after_big = BY_OFFSET.next(answer(BY_OFFSET, first, [big, big + 1]), 2)
-    after_times = BY_OFFSET.next(
-        answer(BY_OFFSET, first, ["2024-01-01T00:00:05Z", "2024-01-01T00:00:05.250000Z"]), 2
-    )
+    following = BY_OFFSET.next(answer(BY_OFFSET, first, values), 2)
 
-    assert after_big is not None
-    assert after_big.known == [[2]]
-    assert after_times is not None
-    assert after_times.known == [[2]]
+    assert following is not None
+    assert following.known == [[2]]
 
 
 @pytest.mark.parametrize(
@@ -184,3 +188,12 @@ def test_only_incremental_numbered_pulls_page_by_value() -> None:
     assert value_seek(CursorPagination(), SINCE, ["id"]) is None
     assert value_seek(PagePagination(), None, ["id"]) is None
     assert value_seek(PagePagination(), SINCE.model_copy(update={"seek": False}), ["id"]) is None
+
+
+def test_only_known_records_still_at_the_value_asked_for_are_dropped() -> None:
+    request = asked({"v_gte": 3, "_start": 0, "_limit": 4}, known=[[1], [2]])
+    records = [{"id": 2, "v": 3}, {"id": 1, "v": 4}, {"id": 5, "v": 4}]
+
+    kept = _less_known(records, request, SINCE, ["id"])
+
+    assert kept == [{"id": 1, "v": 4}, {"id": 5, "v": 4}]
