@@ -176,19 +176,8 @@ def test_records_that_change_during_an_incremental_pull_are_not_skipped(
     create_items_table(database_url)
     moved = "2024-01-02T00:00:00"
 
-    def update_record_five(seen: Seen) -> None:
-        if len(api.seen) == 2:
-            api.collections["items"][4] |= {"name": "changed", "updated_at": moved}
+    result = _pull_while_one_record_changes(api, database_url, pagination, 5, moved)
 
-    api.hooks.append(update_record_five)
-
-    result = pull(api, database_url, incremental=UPDATED, pagination=pagination)
-
-    assert stored_ids(database_url) == list(range(1, 301))
-    assert (result.records, result.inserted, result.updated) == (301, 300, 1)
-    assert rows(database_url, "SELECT name, updated_at FROM items WHERE id = 5") == [
-        ("changed", moved)
-    ]
     assert result.cursor == moved
     assert all(seen.query["_sort"] == "updated_at" for seen in api.seen)
 
@@ -209,19 +198,28 @@ def test_a_record_sharing_the_value_that_ends_a_page_may_change_without_a_skip(
     for record in collection[14:25]:
         record["updated_at"] = collection[14]["updated_at"]
 
-    def update_record_sixteen(seen: Seen) -> None:
-        if len(api.seen) == 2:
-            collection[15] |= {"name": "changed", "updated_at": moved}
+    _pull_while_one_record_changes(api, database_url, pagination, 16, moved)
 
-    api.hooks.append(update_record_sixteen)
+
+def _pull_while_one_record_changes(
+    api: FakeApi, database_url: str, pagination: Any, record_id: int, moved: str
+) -> Any:
+    """An incremental pull during which record `record_id` gets `moved` as its `updated_at`
+    (when page 2 is asked for); every record is stored once, that one with its change."""
+
+    def update(seen: Seen) -> None:
+        if len(api.seen) == 2:
+            api.collections["items"][record_id - 1] |= {"name": "changed", "updated_at": moved}
+
+    api.hooks.append(update)
 
     result = pull(api, database_url, incremental=UPDATED, pagination=pagination)
 
     assert stored_ids(database_url) == list(range(1, 301))
     assert (result.records, result.inserted, result.updated) == (301, 300, 1)
-    assert rows(database_url, "SELECT name, updated_at FROM items WHERE id = 16") == [
-        ("changed", moved)
-    ]
+    sql = "SELECT name, updated_at FROM items WHERE id = :id"
+    assert rows(database_url, sql, id=record_id) == [("changed", moved)]
+    return result
 
 
 def test_an_api_that_ignores_the_sort_stops_an_incremental_pull_paged_by_value(
